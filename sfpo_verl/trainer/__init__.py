@@ -1,0 +1,1 @@
+"""The SFPO trainer: config, validation, the PPOTrainerSync subclass and the task runner."""

@@ -1,0 +1,176 @@
+"""Real verl engine workers on CPU for the equivalence tests: a tiny Qwen2 built locally,
+verl's config composed through sfpo_trainer.yaml, and GRPO-shaped batches.
+
+Everything runs in fp32 on the CPU with the real FSDP2 engine (gloo process group).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
+
+import sfpo_verl
+
+CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "trainer" / "config")
+VOCAB = ["<pad>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("a") + 30)]
+PROMPT_LEN, RESPONSE_LEN = 6, 8
+
+
+def build_tiny_qwen2(path: Path, seed: int = 0) -> Path:
+    """A 2-layer Qwen2 with random weights and a character-level tokenizer, saved to `path`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer = Tokenizer(models.WordLevel({tok: i for i, tok in enumerate(VOCAB)}, unk_token="<pad>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>").save_pretrained(path)
+    return path
+
+
+def compose_config(model_path: Path, overrides: list[str] = ()):
+    """sfpo_trainer config for in-process engine workers on CPU, fp32, no compile."""
+    base = [
+        f"actor_rollout_ref.model.path={model_path}",
+        "actor_rollout_ref.model.use_remove_padding=false",
+        "actor_rollout_ref.model.enable_gradient_checkpointing=false",
+        "+actor_rollout_ref.model.override_config.attn_implementation=eager",
+        "actor_rollout_ref.actor.strategy=fsdp2",
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype: fp32, reduce_dtype: fp32, buffer_dtype: fp32}",
+        "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
+        "actor_rollout_ref.actor.use_torch_compile=false",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.rollout.n=2",
+        "actor_rollout_ref.actor.optim.lr=1e-2",
+        "actor_rollout_ref.actor.optim.total_training_steps=10",
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose("sfpo_trainer", overrides=base + list(overrides))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_dist_env(rank: int = 0, world_size: int = 1, port: int | None = None) -> None:
+    """The environment verl's Worker reads (Ray normally sets it)."""
+    os.environ.update(
+        VERL_PLATFORM="cpu",
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK="0",
+        LOCAL_WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port or os.environ.get("MASTER_PORT") or free_port()),
+    )
+
+
+def make_actor(config, sfpo: bool):
+    """An initialised actor-role worker: SFPO's subclass or verl's stock one."""
+    from verl.workers.engine_workers import ActorRolloutRefWorker
+
+    from sfpo_verl.platform import init_cpu_process_group, register_cpu_engine
+    from sfpo_verl.workers import SFPOActorRolloutRefWorker
+
+    register_cpu_engine()
+    init_cpu_process_group()
+    worker_cls = SFPOActorRolloutRefWorker if sfpo else ActorRolloutRefWorker
+    worker = worker_cls(config=config.actor_rollout_ref, role="actor")
+    worker.init_model()
+    return worker
+
+
+def make_batch(batch_size: int = 8, seed: int = 0) -> TensorDict:
+    """A GRPO-shaped padded batch (left-padded prompts, right-padded responses, advantages)."""
+    gen = torch.Generator().manual_seed(seed)
+    prompt_lens = torch.randint(2, PROMPT_LEN + 1, (batch_size,), generator=gen)
+    response_lens = torch.randint(3, RESPONSE_LEN + 1, (batch_size,), generator=gen)
+    seq_len = PROMPT_LEN + RESPONSE_LEN
+    input_ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
+    attention_mask = torch.zeros(batch_size, seq_len, dtype=torch.long)
+    for i in range(batch_size):
+        p, r = int(prompt_lens[i]), int(response_lens[i])
+        tokens = torch.randint(2, len(VOCAB), (p + r,), generator=gen)
+        input_ids[i, PROMPT_LEN - p : PROMPT_LEN + r] = tokens
+        attention_mask[i, PROMPT_LEN - p : PROMPT_LEN + r] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    response_mask = attention_mask[:, PROMPT_LEN:].clone()
+    # GRPO-like advantages: one scalar per sequence, spread over its response tokens
+    advantages = torch.randn(batch_size, 1, generator=gen) * response_mask
+    return TensorDict(
+        {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "prompts": input_ids[:, :PROMPT_LEN].clone(),
+            "responses": input_ids[:, PROMPT_LEN:].clone(),
+            "response_mask": response_mask,
+            "advantages": advantages.float(),
+        },
+        batch_size=[batch_size],
+    )
+
+
+def with_old_log_probs(worker, padded: TensorDict) -> TensorDict:
+    """Add old_log_probs computed by the worker at its current weights (as verl's trainer does)."""
+    td = left_right_2_no_padding(padded.clone())
+    tu.assign_non_tensor(td, calculate_entropy=False, compute_loss=False, temperature=1.0)
+    output = worker.compute_log_prob(td)
+    padded = padded.clone()
+    padded["old_log_probs"] = no_padding_2_padding(tu.get(output, "log_probs"), td).float()
+    return padded
+
+
+def update_batch(padded: TensorDict, *, mini_batch_size: int, epochs: int = 1, **sfpo_controls) -> TensorDict:
+    """The actor-update input verl's trainer builds (no-padding layout plus step controls)."""
+    td = left_right_2_no_padding(padded.clone())
+    tu.assign_non_tensor(
+        td,
+        calculate_entropy=True,
+        distillation_use_topk=False,
+        distillation_only=False,
+        global_batch_size=mini_batch_size,
+        mini_batch_size=mini_batch_size,
+        epochs=epochs,
+        seed=42,
+        dataloader_kwargs={"shuffle": False},
+        compute_loss=True,
+        temperature=1.0,
+        **sfpo_controls,
+    )
+    return td
+
+
+def full_params(worker) -> dict[str, torch.Tensor]:
+    """The actor's full (unsharded) fp32 parameters, by name."""
+    from torch.distributed.tensor import DTensor
+
+    return {
+        name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone()
+        for name, p in worker.actor.engine.module.named_parameters()
+    }
