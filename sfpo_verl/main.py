@@ -1,0 +1,40 @@
+"""Entry point: `python -m sfpo_verl.main [hydra overrides]`, verl's main_ppo with SFPO.
+
+The config is sfpo_verl/trainer/config/sfpo_trainer.yaml (verl's ppo_trainer + the SFPO
+section). `algorithm.name=grpo` runs the baseline arm through the same code path.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from sfpo_verl.trainer.config import validate_sfpo_config
+
+
+def run_sfpo(config: DictConfig) -> None:
+    """Validate, prepare the device, and train (config checks fail before Ray starts)."""
+    from verl.trainer.main_ppo import run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    from sfpo_verl.platform.cpu_run import configure_cpu_run
+
+    validate_sfpo_config(config)
+    if not configure_cpu_run(config):  # True when trainer.device=cpu
+        auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+    from sfpo_verl.trainer.task_runner import SFPOTaskRunner
+
+    run_ppo(config, task_runner_class=SFPOTaskRunner)
+
+
+@hydra.main(config_path="trainer/config", config_name="sfpo_trainer", version_base=None)
+def main(config: DictConfig) -> None:
+    run_sfpo(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Bad input fails at start-up, before Ray or any model starts, naming key, value and what is allowed."""
+
+import logging
+import subprocess
+import sys
+
+import pytest
+import ray
+from hydra import compose, initialize_config_dir
+from verl.utils.config import omega_conf_to_dataclass
+from verl_harness import CONFIG_DIR
+
+from sfpo_verl.main import run_sfpo
+from sfpo_verl.trainer.config import SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
+
+
+def compose_cfg(*overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose("sfpo_trainer", overrides=list(overrides))
+
+
+def test_defaults_are_the_papers_and_algorithm_instantiates_strictly():
+    algorithm = omega_conf_to_dataclass(compose_cfg().algorithm)
+    assert isinstance(algorithm, SFPOAlgoConfig)
+    assert algorithm.name == "sfpo" and algorithm.adv_estimator == "grpo"
+    sfpo = algorithm.sfpo
+    assert (sfpo.inner_steps, sfpo.alpha, sfpo.alpha_schedule, sfpo.anchor_device) == (3, 0.8, "constant", "param")
+    switch = sfpo.entropy_switch
+    assert (switch.enable, switch.window, switch.threshold, switch.two_sided) == (True, 30, 1.0, False)
+
+
+def test_unknown_sfpo_key_is_rejected_by_hydra():
+    with pytest.raises(Exception, match="inner_step"):
+        compose_cfg("algorithm.sfpo.inner_step=3")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("algorithm.sfpo.alpha=1.5", "algorithm.sfpo.alpha=1.5 is not allowed: a number in [0, 1]"),
+        ("algorithm.sfpo.alpha=-0.1", "algorithm.sfpo.alpha=-0.1 is not allowed"),
+        ("algorithm.sfpo.inner_steps=-1", "algorithm.sfpo.inner_steps=-1 is not allowed: an integer K >= 0"),
+        ("algorithm.sfpo.entropy_switch.window=1", "algorithm.sfpo.entropy_switch.window=1 is not allowed: an integer >= 2"),
+        ("algorithm.sfpo.entropy_switch.threshold=0", "algorithm.sfpo.entropy_switch.threshold=0 is not allowed: a number > 0"),
+        ("algorithm.sfpo.alpha_schedule=cosine", "algorithm.sfpo.alpha_schedule='cosine' is not allowed: one of constant, linear, cutoff"),
+        ("algorithm.sfpo.alpha_schedule=linear", "algorithm.sfpo.schedule_steps=None is not allowed: an integer >= 1 when algorithm.sfpo.alpha_schedule=linear"),
+        ("algorithm.sfpo.alpha_schedule=cutoff", "algorithm.sfpo.schedule_steps=None is not allowed"),
+        ("algorithm.sfpo.anchor_device=gpu", "algorithm.sfpo.anchor_device='gpu' is not allowed: one of param, cpu"),
+        ("algorithm.name=ppo", "algorithm.name='ppo' is not allowed: one of sfpo, grpo"),
+        ("trainer.use_v1=false", "trainer.use_v1=False is not allowed: true only"),
+        ("trainer.v1.trainer_mode=separate_async", "trainer.v1.trainer_mode='separate_async' is not allowed: sync only"),
+        ("actor_rollout_ref.actor.strategy=megatron", "actor_rollout_ref.actor.strategy='megatron' is not allowed: one of fsdp, fsdp2"),
+    ],
+)
+def test_bad_input_is_refused_before_ray_starts(override, expected):
+    config = compose_cfg(override)
+    with pytest.raises(SFPOConfigError) as err:
+        run_sfpo(config)
+    assert expected in str(err.value)
+    assert not ray.is_initialized()
+
+
+def test_window_is_not_checked_when_the_switch_is_off():
+    validate_sfpo_config(compose_cfg("algorithm.sfpo.entropy_switch.enable=false", "algorithm.sfpo.entropy_switch.window=1"))
+
+
+def test_non_grpo_estimator_warns_but_runs(caplog):
+    with caplog.at_level(logging.WARNING):
+        validate_sfpo_config(compose_cfg("algorithm.adv_estimator=rloo"))
+    assert "algorithm.adv_estimator=rloo" in caplog.text
+
+
+def test_cli_prints_the_composed_sfpo_section():
+    out = subprocess.run(
+        [sys.executable, "-m", "sfpo_verl.main", "--cfg", "job", "algorithm.name=sfpo", "algorithm.sfpo.alpha=0.9"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert "name: sfpo" in out and "alpha: 0.9" in out and "inner_steps: 3" in out and "entropy_switch:" in out
+
+
+def test_cli_bad_input_exits_with_the_message():
+    result = subprocess.run(
+        [sys.executable, "-m", "sfpo_verl.main", "algorithm.sfpo.alpha=2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "algorithm.sfpo.alpha=2 is not allowed: a number in [0, 1]" in result.stderr
