@@ -8,7 +8,7 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 from verl.utils.config import omega_conf_to_dataclass
-from verl_harness import CONFIG_DIR
+from sfpo_verl.local_actor import CONFIG_DIR
 
 from sfpo_verl.main import run_sfpo
 from sfpo_verl.trainer.config import SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config

@@ -20,8 +20,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
-from verl_harness import (
-    build_tiny_qwen2,
+from sfpo_verl.local_actor import (
+    build_random_qwen2,
     compose_config,
     free_port,
     full_params,
@@ -41,7 +41,7 @@ MINI_BATCH = 4  # 8 sequences -> 2 optimizer steps per pass
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     set_dist_env()
-    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny_qwen2") / "model")
+    return build_random_qwen2(tmp_path_factory.mktemp("tiny_qwen2") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
-"""Real verl engine workers on CPU for the equivalence tests: a tiny Qwen2 built locally,
-verl's config composed through sfpo_trainer.yaml, and GRPO-shaped batches.
-
-Everything runs in fp32 on the CPU with the real FSDP2 engine (gloo process group).
+"""verl actor workers in this process, on the CPU, for the equivalence tests and the
+update benchmark: a Qwen2 with random weights built locally, verl's config composed through
+sfpo_trainer.yaml, and GRPO-shaped batches fed to the real FSDP2 engine (fp32, gloo).
 """
 
 from __future__ import annotations
@@ -23,20 +22,23 @@ VOCAB = ["<pad>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("a") + 30)]
 PROMPT_LEN, RESPONSE_LEN = 6, 8
 
 
-def build_tiny_qwen2(path: Path, seed: int = 0) -> Path:
-    """A 2-layer Qwen2 with random weights and a character-level tokenizer, saved to `path`."""
+def build_random_qwen2(
+    path: Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 2, vocab_size: int = len(VOCAB)
+) -> Path:
+    """A Qwen2 with random weights and a character-level tokenizer, saved to `path`
+    (the defaults: 2 layers, hidden 32, ~21K parameters)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=64,
+        max_position_embeddings=256,
         tie_word_embeddings=False,
         pad_token_id=0,
         eos_token_id=1,
@@ -105,21 +107,23 @@ def make_actor(config, sfpo: bool):
     return worker
 
 
-def make_batch(batch_size: int = 8, seed: int = 0) -> TensorDict:
+def make_batch(
+    batch_size: int = 8, seed: int = 0, prompt_len: int = PROMPT_LEN, response_len: int = RESPONSE_LEN
+) -> TensorDict:
     """A GRPO-shaped padded batch (left-padded prompts, right-padded responses, advantages)."""
     gen = torch.Generator().manual_seed(seed)
-    prompt_lens = torch.randint(2, PROMPT_LEN + 1, (batch_size,), generator=gen)
-    response_lens = torch.randint(3, RESPONSE_LEN + 1, (batch_size,), generator=gen)
-    seq_len = PROMPT_LEN + RESPONSE_LEN
+    prompt_lens = torch.randint(2, prompt_len + 1, (batch_size,), generator=gen)
+    response_lens = torch.randint(3, response_len + 1, (batch_size,), generator=gen)
+    seq_len = prompt_len + response_len
     input_ids = torch.zeros(batch_size, seq_len, dtype=torch.long)
     attention_mask = torch.zeros(batch_size, seq_len, dtype=torch.long)
     for i in range(batch_size):
         p, r = int(prompt_lens[i]), int(response_lens[i])
         tokens = torch.randint(2, len(VOCAB), (p + r,), generator=gen)
-        input_ids[i, PROMPT_LEN - p : PROMPT_LEN + r] = tokens
-        attention_mask[i, PROMPT_LEN - p : PROMPT_LEN + r] = 1
+        input_ids[i, prompt_len - p : prompt_len + r] = tokens
+        attention_mask[i, prompt_len - p : prompt_len + r] = 1
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    response_mask = attention_mask[:, PROMPT_LEN:].clone()
+    response_mask = attention_mask[:, prompt_len:].clone()
     # GRPO-like advantages: one scalar per sequence, spread over its response tokens
     advantages = torch.randn(batch_size, 1, generator=gen) * response_mask
     return TensorDict(
@@ -127,8 +131,8 @@ def make_batch(batch_size: int = 8, seed: int = 0) -> TensorDict:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "position_ids": position_ids,
-            "prompts": input_ids[:, :PROMPT_LEN].clone(),
-            "responses": input_ids[:, PROMPT_LEN:].clone(),
+            "prompts": input_ids[:, :prompt_len].clone(),
+            "responses": input_ids[:, prompt_len:].clone(),
             "response_mask": response_mask,
             "advantages": advantages.float(),
         },
