@@ -9,7 +9,9 @@ the SFPO step, and the anchor's bytes against the rank's local parameter bytes.
     python scripts/benchmark_update.py --sizes tiny --repeats 10
 
 Runs on the CPU with verl's real FSDP2 engine (one gloo rank). Times are medians over
---repeats; absolute times on shared machines are noisy, the ratios are the figures.
+--repeats; absolute times on shared machines are noisy, the ratios are the figures. Both
+wall-clock and this process's CPU time (all its threads) are reported: on a machine shared
+with other jobs the CPU-time ratio is the steadier one.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ SIZES = {
 }
 
 
-def time_update(worker, batch, mini_batch_size, **controls) -> tuple[float, dict]:
+def time_update(worker, batch, mini_batch_size, **controls) -> tuple[float, float, dict]:
+    """(wall seconds, process CPU seconds, metrics) of one actor update."""
     td = update_batch(batch, mini_batch_size=mini_batch_size, **controls)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     output = worker.update_actor(td)
-    return time.perf_counter() - start, tu.get(output, "metrics")
+    return time.perf_counter() - wall, time.process_time() - cpu, tu.get(output, "metrics")
 
 
 def bench_size(name: str, args, workdir: Path) -> dict:
@@ -67,28 +70,37 @@ def bench_size(name: str, args, workdir: Path) -> dict:
     time_update(worker, batch, args.mini_batch, sfpo_alpha=0.0)
     time_update(worker, batch, args.mini_batch, **sfpo_controls)
 
-    grpo, sfpo, overhead = [], [], []
+    grpo_wall, grpo_cpu, sfpo_wall, sfpo_cpu, overhead_share = [], [], [], [], []
     for repeat in range(args.repeats):
         order = ("grpo", "sfpo") if repeat % 2 == 0 else ("sfpo", "grpo")
         for arm in order:
             if arm == "grpo":
-                grpo.append(time_update(worker, batch, args.mini_batch, sfpo_alpha=0.0)[0])
+                wall, cpu, _ = time_update(worker, batch, args.mini_batch, sfpo_alpha=0.0)
+                grpo_wall.append(wall)
+                grpo_cpu.append(cpu)
             else:
-                seconds, metrics = time_update(worker, batch, args.mini_batch, **sfpo_controls)
-                sfpo.append(seconds)
-                overhead.append(metrics["sfpo/timing_s/snapshot"] + metrics["sfpo/timing_s/reposition"])
+                wall, cpu, metrics = time_update(worker, batch, args.mini_batch, **sfpo_controls)
+                sfpo_wall.append(wall)
+                sfpo_cpu.append(cpu)
+                phases = sum(metrics[f"sfpo/timing_s/{p}"] for p in ("snapshot", "fast", "reposition", "slow"))
+                overhead_share.append(
+                    (metrics["sfpo/timing_s/snapshot"] + metrics["sfpo/timing_s/reposition"]) / phases
+                )
                 anchor_bytes = metrics["sfpo/anchor_bytes"]
-    _, cpu_anchor = time_update(worker, batch, args.mini_batch, sfpo_anchor_device="cpu", **sfpo_controls)
+    cpu_anchor = time_update(worker, batch, args.mini_batch, sfpo_anchor_device="cpu", **sfpo_controls)[2]
 
-    grpo_s, sfpo_s = statistics.median(grpo), statistics.median(sfpo)
+    ideal = args.inner_steps + 1
+    grpo_s, sfpo_s = statistics.median(grpo_wall), statistics.median(sfpo_wall)
+    grpo_c, sfpo_c = statistics.median(grpo_cpu), statistics.median(sfpo_cpu)
     return {
         "size": name,
         "params": n_params,
         "grpo_pass_s": grpo_s,
         "sfpo_step_s": sfpo_s,
         "sfpo_over_grpo": sfpo_s / grpo_s,
-        "sfpo_over_ideal": sfpo_s / ((args.inner_steps + 1) * grpo_s),
-        "snapshot_reposition_share": statistics.median(o / s for o, s in zip(overhead, sfpo)),
+        "sfpo_over_ideal": sfpo_s / (ideal * grpo_s),
+        "sfpo_over_ideal_cpu": sfpo_c / (ideal * grpo_c),
+        "snapshot_reposition_share": statistics.median(overhead_share),
         "anchor_over_local_params": anchor_bytes / local_param_bytes,
         "cpu_anchor_over_local_params": cpu_anchor["sfpo/anchor_bytes"] / local_param_bytes,
     }
@@ -119,15 +131,16 @@ def main():
     k = args.inner_steps
     print(f"\nSFPO step (K={k}, alpha={args.alpha}) vs GRPO update pass; medians of {args.repeats}, CPU, 1 rank")
     header = (
-        f"| model | params | GRPO pass s | SFPO step s | SFPO/GRPO | SFPO/((K+1)·GRPO) | "
+        f"| model | params | GRPO pass s | SFPO step s | SFPO/GRPO | SFPO/((K+1)·GRPO) wall | same, CPU time | "
         "snapshot+reposition share | anchor/local params (param) | anchor/local params (cpu) |"
     )
     print(header)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['size']} | {r['params'] / 1e6:.2f}M | {r['grpo_pass_s']:.3f} | {r['sfpo_step_s']:.3f} | "
-            f"{r['sfpo_over_grpo']:.2f}x | {r['sfpo_over_ideal']:.3f} | {100 * r['snapshot_reposition_share']:.2f}% | "
+            f"{r['sfpo_over_grpo']:.2f}x | {r['sfpo_over_ideal']:.3f} | {r['sfpo_over_ideal_cpu']:.3f} | "
+            f"{100 * r['snapshot_reposition_share']:.2f}% | "
             f"{r['anchor_over_local_params']:.3f} | {r['cpu_anchor_over_local_params']:.3f} |"
         )
     print(
