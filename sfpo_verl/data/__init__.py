@@ -1,0 +1,1 @@
+"""Data preparation: the paper's training and evaluation sets as verl parquet (see prepare)."""

@@ -1,0 +1,187 @@
+"""Data preparation on hand-written fixtures in each source's real schema (tests/fixtures/data)."""
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sfpo_verl.data.prepare import DataPreparationError, main, prepare
+from sfpo_verl.data.prompt import INSTRUCTION
+from sfpo_verl.data.records import read_records
+from sfpo_verl.data.sources import EVAL_SOURCES, SOURCES, TRAIN_SOURCES
+from sfpo_verl.paper_numbers import BENCHMARKS
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+
+def _as_parquet(jsonl: Path, out: Path) -> Path:
+    pq.write_table(pa.Table.from_pylist(read_records(jsonl)), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prepared")
+    # DAPO-Math-17k ships as parquet: read it through the parquet path.
+    dapo = _as_parquet(FIXTURES / "dapo_math_17k.jsonl", tmp / "dapo_math_17k.parquet")
+    inputs = {"dapo_math_17k": str(dapo), "math_train": str(FIXTURES / "math_lighteval_train.jsonl")}
+    inputs.update({name: str(FIXTURES / f"{name}.jsonl") for name in EVAL_SOURCES})
+    out = tmp / "out"
+    return prepare(inputs, out), out
+
+
+def _rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def test_the_six_evaluation_sources_are_the_papers_benchmarks():
+    assert EVAL_SOURCES == BENCHMARKS
+    assert TRAIN_SOURCES == ("dapo_math_17k", "math_train")
+
+
+def test_counts_deduplication_and_overlap(prepared):
+    manifest, _ = prepared
+    sources = manifest["sources"]
+    # DAPO fixture: one problem twice verbatim and once with different spacing, plus another problem
+    assert (sources["dapo_math_17k"]["read"], sources["dapo_math_17k"]["duplicates"]) == (4, 2)
+    assert sources["dapo_math_17k"]["written"] == 2
+    # MATH fixture: one solution without a box is skipped, and named
+    assert (sources["math_train"]["read"], sources["math_train"]["skipped"], sources["math_train"]["written"]) == (
+        3,
+        1,
+        2,
+    )
+    assert "row 2" in sources["math_train"]["skipped_rows"][0]
+    # the polar-coordinates problem is in both the MATH training fixture and the MATH-500 fixture
+    assert sources["math500"]["also_in_training_set"] == 1
+    assert sources["aime24"]["also_in_training_set"] == 0
+    assert {name: sources[name]["written"] for name in EVAL_SOURCES} == {
+        "math500": 3,
+        "aime24": 2,
+        "aime25": 2,
+        "amc23": 2,
+        "minerva": 2,
+        "olympiadbench": 2,
+    }
+
+
+def test_rows_are_in_verl_schema_with_stable_names(prepared):
+    manifest, out = prepared
+    assert set(manifest["files"]) == {"train", *EVAL_SOURCES}
+    train = _rows(out / "train.parquet")
+    assert [row["data_source"] for row in train] == ["dapo_math_17k"] * 2 + ["math_train"] * 2
+    for row in train:
+        assert set(row) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
+        (message,) = row["prompt"]
+        assert message["role"] == "user"
+        assert message["content"] == f"{row['extra_info']['problem']} {INSTRUCTION}"
+        assert row["extra_info"]["split"] == "train"
+    # DAPO's "Answer:" wrapper is gone; the answer comes from reward_model.ground_truth
+    assert train[0]["prompt"][0]["content"].startswith("In triangle $ABC$")
+    assert "Remember to put your answer" not in train[0]["prompt"][0]["content"]
+    assert train[0]["reward_model"] == {"style": "rule", "ground_truth": "34"}
+    # MATH's answer is the last box of the solution
+    assert train[2]["reward_model"]["ground_truth"] == "0"
+    assert train[3]["reward_model"]["ground_truth"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+
+    truths = {
+        name: [r["reward_model"]["ground_truth"] for r in _rows(out / f"{name}.parquet")] for name in EVAL_SOURCES
+    }
+    assert truths["aime24"] == ["204", "113"]
+    assert truths["amc23"] == ["27", "36"]  # float column, written as integers
+    assert truths["olympiadbench"] == ["2", "2, 3"]  # final_answer lists, $ stripped
+    assert truths["minerva"] == ["1.6", "4.5e33"]
+    assert all(r["data_source"] == "aime25" for r in _rows(out / "aime25.parquet"))
+    assert json.loads((out / "manifest.json").read_text())["instruction"] == INSTRUCTION
+
+
+def test_verl_dataset_reads_the_prepared_files(prepared, tmp_path):
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    _, out = prepared
+    config = OmegaConf.create({"filter_overlong_prompts": False, "cache_dir": str(tmp_path)})
+    dataset = RLHFDataset([str(out / "train.parquet"), str(out / "aime24.parquet")], tokenizer=None, config=config)
+    assert len(dataset) == 6
+    row = dataset[4]
+    assert row["data_source"] == "aime24"
+    assert row["reward_model"]["ground_truth"] == "204"
+    assert row["raw_prompt"][0]["content"].endswith(INSTRUCTION)
+
+
+def test_cleaned_dapo_release_gives_the_same_problems(tmp_path):
+    original = prepare({"dapo_math_17k": str(FIXTURES / "dapo_math_17k.jsonl")}, tmp_path / "a")
+    cleaned = prepare({"dapo_math_17k": str(FIXTURES / "dapo_math_17k_processed.jsonl")}, tmp_path / "b")
+    assert original["sources"]["dapo_math_17k"]["written"] == cleaned["sources"]["dapo_math_17k"]["written"] == 2
+    assert _rows(tmp_path / "a" / "train.parquet") == _rows(tmp_path / "b" / "train.parquet")
+
+
+def test_json_file_and_directory_inputs(tmp_path):
+    records = read_records(FIXTURES / "aime25.jsonl")
+    (tmp_path / "aime25.json").write_text(json.dumps({"data": records}))
+    snapshot = tmp_path / "snapshot" / "data"
+    snapshot.mkdir(parents=True)
+    _as_parquet(FIXTURES / "minerva.jsonl", snapshot / "test-00000-of-00001.parquet")
+    manifest = prepare(
+        {"aime25": str(tmp_path / "aime25.json"), "minerva": str(tmp_path / "snapshot")}, tmp_path / "out"
+    )
+    assert manifest["sources"]["aime25"]["written"] == 2
+    assert manifest["sources"]["minerva"]["origins"] == [str(snapshot / "test-00000-of-00001.parquet")]
+
+
+def test_missing_field_names_the_field_and_the_row(tmp_path, capsys):
+    rows = read_records(FIXTURES / "math500.jsonl")
+    del rows[1]["answer"]
+    bad = tmp_path / "math500.jsonl"
+    bad.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataPreparationError, match=r"math500: .*math500\.jsonl: row 1: missing field 'answer'"):
+        prepare({"math500": str(bad)}, tmp_path / "out")
+    assert main(["--out-dir", str(tmp_path / "out"), "--input", f"math500={bad}"]) == 2
+    assert "row 1: missing field 'answer'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "aime2024=x.jsonl"], "unknown source(s) aime2024"),
+        (["--input", "aime24"], "expected NAME=LOCATION"),
+        (["--input", "aime24=/no/such/file.jsonl"], "aime24: /no/such/file.jsonl does not exist"),
+        ([], "nothing to prepare"),
+    ],
+)
+def test_bad_command_lines_are_explained(tmp_path, capsys, args, message):
+    assert main(["--out-dir", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_hub_locations_reach_datasets_load_dataset(tmp_path, monkeypatch):
+    calls = []
+
+    def load_dataset(hub_id, config, split):
+        calls.append((hub_id, config, split))
+        return read_records(FIXTURES / ("olympiadbench.jsonl" if config else "aime24.jsonl"))
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    manifest = prepare(
+        {"olympiadbench": "hf", "aime24": "hf:Maxwell-Jia/AIME_2024@train"},
+        tmp_path,
+    )
+    assert calls == [  # in the order of the paper's table
+        ("Maxwell-Jia/AIME_2024", None, "train"),
+        ("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train"),
+    ]
+    assert manifest["sources"]["aime24"]["origins"] == ["hf:Maxwell-Jia/AIME_2024@train"]
+    assert manifest["sources"]["olympiadbench"]["written"] == 2
+
+
+def test_cli_prints_the_report(tmp_path, capsys):
+    assert main(["--out-dir", str(tmp_path), "--input", f"aime24={FIXTURES / 'aime24.jsonl'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "aime24" in printed and str(tmp_path / "aime24.parquet") in printed
+    assert main(["--list-sources"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"{name} " in listing and SOURCES[name].hub_id in listing for name in SOURCES)
