@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "sfpo_state.json"
 # The switch watches the entropy of the step's update pass, as the authors' code does.
 ENTROPY_METRIC = "actor/entropy_loss"
-_ACTOR_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef)
+# Roles verl builds from ActorRolloutRefWorker (a standalone ref worker needs the subclass's
+# CPU process-group start too; SFPO itself only acts in the actor roles).
+_HYBRID_WORKER_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef, Role.RefPolicy)
 
 
 def build_controller(algorithm_config) -> SFPOController:
@@ -56,7 +58,7 @@ class SFPOTrainer(PPOTrainerSync):
 
     def _init_resource_pool_mgr(self):
         super()._init_resource_pool_mgr()
-        for role in _ACTOR_ROLES:
+        for role in _HYBRID_WORKER_ROLES:
             if role in self.role_worker_mapping:
                 self.role_worker_mapping[role] = ray.remote(SFPOActorRolloutRefWorker)
 
