@@ -20,8 +20,10 @@ def run_sfpo(config: DictConfig) -> None:
     from verl.utils.device import auto_set_device
 
     from sfpo_verl.platform.cpu_run import configure_cpu_run
+    from sfpo_verl.preflight import check_run_inputs
 
     validate_sfpo_config(config)
+    check_run_inputs(config)
     if not configure_cpu_run(config):  # True when trainer.device=cpu
         auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))

@@ -85,3 +85,12 @@ def test_cli_bad_input_exits_with_the_message():
     )
     assert result.returncode != 0
     assert "algorithm.sfpo.alpha=2 is not allowed: a number in [0, 1]" in result.stderr
+
+
+def test_missing_model_folder_is_refused_before_ray_starts(tmp_path):
+    from sfpo_verl.preflight import RunInputError
+
+    config = compose_cfg(f"actor_rollout_ref.model.path={tmp_path}/no_such_model")
+    with pytest.raises(RunInputError, match="actor_rollout_ref.model.path"):
+        run_sfpo(config)
+    assert not ray.is_initialized()

@@ -28,6 +28,9 @@ _cpu_device_module = types.SimpleNamespace(
     set_device=_noop,
     manual_seed=torch.manual_seed,
     manual_seed_all=torch.manual_seed,
+    # Checkpoint resume restores the device RNG under the device name, "cpu": torch's own.
+    get_rng_state=torch.get_rng_state,
+    set_rng_state=torch.set_rng_state,
     empty_cache=_noop,
     memory_allocated=_zero,
     memory_reserved=_zero,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sfpo_verl.platform.cpu import CPU_PLATFORM_NAME, cpu_platform_selected, register, register_cpu_engine
 
@@ -26,9 +26,12 @@ CPU_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 # verl's ResourcePoolManager reserves `max_colocate_count` CPUs in every worker's
 # placement-group bundle (single_controller/ray/base.py, default 3).
 CPUS_PER_WORKER_BUNDLE = 3
-# Actors created outside placement groups (task runner, agent-loop and reward-loop
-# workers, load balancer, TransferQueue) hold no CPU once running, but Ray schedules
-# each only where at least one CPU is unreserved.
+# TransferQueue's controller and each SimpleStorage unit hold one CPU each
+# (transfer_queue: @ray.remote(num_cpus=1)).
+CPUS_PER_TRANSFER_QUEUE_ACTOR = 1
+# Actors created without a CPU request (task runner, agent-loop and reward-loop workers,
+# load balancer, rollout servers) hold no CPU once running, but Ray schedules each only
+# where at least one CPU is unreserved.
 UNRESERVED_CPUS = 2
 
 
@@ -69,8 +72,10 @@ def find_gpu_only_options(config: DictConfig) -> list[str]:
     problems = []
     arr = config.actor_rollout_ref
 
-    rollout_name = arr.rollout.name
-    if rollout_name in GPU_ONLY_ROLLOUTS:
+    rollout_name = OmegaConf.select(arr, "rollout.name", throw_on_missing=False)
+    if rollout_name is None:
+        problems.append(f"actor_rollout_ref.rollout.name is not set: pass actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME}")
+    elif rollout_name in GPU_ONLY_ROLLOUTS:
         problems.append(
             f"actor_rollout_ref.rollout.name={rollout_name} needs a GPU: "
             f"pass actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME} (Hugging Face transformers on the CPU)"
@@ -116,7 +121,11 @@ def ray_resources_for(config: DictConfig) -> tuple[int, int]:
     on a GPU-less host. CPUs are logical too: Ray does not pin threads.
     """
     n_workers = config.trainer.n_gpus_per_node * config.trainer.nnodes
-    return CPUS_PER_WORKER_BUNDLE * n_workers + UNRESERVED_CPUS, n_workers
+    backend = config.transfer_queue.backend
+    storage_units = backend.SimpleStorage.num_data_storage_units if backend.storage_backend == "SimpleStorage" else 0
+    tq_actors = 1 + storage_units
+    num_cpus = CPUS_PER_WORKER_BUNDLE * n_workers + CPUS_PER_TRANSFER_QUEUE_ACTOR * tq_actors + UNRESERVED_CPUS
+    return num_cpus, n_workers
 
 
 def _configure_ray(config: DictConfig) -> None:
@@ -127,7 +136,7 @@ def _configure_ray(config: DictConfig) -> None:
         if asked_cpus is not None and asked_cpus < num_cpus:
             raise CPURunConfigError(
                 f"ray_kwargs.ray_init.num_cpus={asked_cpus} is too small for {num_gpus} CPU trainer workers: "
-                f"verl reserves {CPUS_PER_WORKER_BUNDLE} CPUs per worker; pass at least "
+                f"verl reserves {CPUS_PER_WORKER_BUNDLE} CPUs per worker and TransferQueue one per actor; pass at least "
                 f"ray_kwargs.ray_init.num_cpus={num_cpus} (logical CPUs, any machine) or leave it unset"
             )
         ray_init.num_cpus = asked_cpus or num_cpus
@@ -135,9 +144,16 @@ def _configure_ray(config: DictConfig) -> None:
         # Every Ray process (workers, agent-loop and reward-loop workers, servers) must
         # resolve the CPU platform before verl first asks for it; env vars set here also
         # reach processes of an already running Ray head.
-        runtime_env = ray_init.setdefault("runtime_env", {})
-        env_vars = runtime_env.setdefault("env_vars", {})
-        env_vars["VERL_PLATFORM"] = CPU_PLATFORM_NAME
+        if ray_init.get("runtime_env") is None:
+            ray_init.runtime_env = {}
+        if ray_init.runtime_env.get("env_vars") is None:
+            ray_init.runtime_env.env_vars = {}
+        env_vars = ray_init.runtime_env.env_vars
+        env_vars.VERL_PLATFORM = CPU_PLATFORM_NAME
+        # TransferQueue raises torch to 8 threads around each transfer; on a small CPU
+        # machine that oversubscribes the cores the trainer and rollout processes share.
+        if env_vars.get("TQ_NUM_THREADS") is None:
+            env_vars.TQ_NUM_THREADS = "1"
 
 
 def _select_cpu_platform_in_this_process() -> None:

@@ -1,0 +1,91 @@
+"""`trainer.device=cpu`: GPU-only options are refused by name, Ray is sized to fit, and
+CPU mode is never on unless asked for."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sfpo_verl.local_actor import CONFIG_DIR
+from sfpo_verl.platform.cpu_run import CPURunConfigError, configure_cpu_run, find_gpu_only_options, ray_resources_for
+
+CPU_READY = [
+    "trainer.device=cpu",
+    "trainer.n_gpus_per_node=2",
+    "actor_rollout_ref.rollout.name=hf",
+    "actor_rollout_ref.actor.strategy=fsdp2",
+    "actor_rollout_ref.model.use_remove_padding=false",
+    "+actor_rollout_ref.model.override_config.attn_implementation=eager",
+]
+
+
+def compose_cfg(*overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose("sfpo_trainer", overrides=list(overrides))
+
+
+def test_a_cpu_ready_config_has_no_gpu_only_option():
+    assert find_gpu_only_options(compose_cfg(*CPU_READY)) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [
+        ("actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.name=hf"),
+        ("actor_rollout_ref.rollout.name=sglang", "actor_rollout_ref.rollout.name=hf"),
+        ("actor_rollout_ref.rollout.name=nonesuch", "not a rollout backend of this build"),
+        ("actor_rollout_ref.actor.strategy=fsdp", "actor_rollout_ref.actor.strategy=fsdp2"),
+        ("actor_rollout_ref.model.use_remove_padding=true", "actor_rollout_ref.model.use_remove_padding=false"),
+        ("actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2",
+         "attn_implementation=eager"),
+        ("actor_rollout_ref.model.use_liger=true", "actor_rollout_ref.model.use_liger=false"),
+    ],
+)
+def test_each_gpu_only_option_is_named_with_its_fix(override, names):
+    config = compose_cfg(*CPU_READY, override)
+    with pytest.raises(CPURunConfigError, match=names.replace("[", r"\[").replace("+", r"\+")):
+        configure_cpu_run(config)
+
+
+def test_verls_gpu_defaults_are_all_reported_at_once():
+    problems = find_gpu_only_options(compose_cfg("trainer.device=cpu"))
+    joined = "\n".join(problems)
+    for fix in ("rollout.name=hf", "actor.strategy=fsdp2", "use_remove_padding=false", "attn_implementation=eager"):
+        assert fix in joined
+
+
+def test_ray_is_sized_for_verls_placement_groups_and_transfer_queue():
+    config = compose_cfg(*CPU_READY, "transfer_queue.backend.SimpleStorage.num_data_storage_units=2")
+    num_cpus, num_gpus = ray_resources_for(config)
+    # 2 workers x 3 CPUs per bundle + TransferQueue controller and 2 storage units + 2 unreserved
+    assert (num_cpus, num_gpus) == (11, 2)
+
+
+def test_configure_sets_ray_resources_and_platform_env_for_every_process(monkeypatch):
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    config = compose_cfg(*CPU_READY)
+    assert configure_cpu_run(config) is True
+    ray_init = config.ray_kwargs.ray_init
+    assert (ray_init.num_cpus, ray_init.num_gpus) == ray_resources_for(config)
+    assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
+    import os
+
+    from verl.plugin.platform import get_platform
+
+    assert os.environ["VERL_PLATFORM"] == "cpu" and get_platform().device_name == "cpu"
+
+
+def test_too_few_cpus_asked_for_is_an_error():
+    config = compose_cfg(*CPU_READY, "ray_kwargs.ray_init.num_cpus=2")
+    with pytest.raises(CPURunConfigError, match="ray_kwargs.ray_init.num_cpus="):
+        configure_cpu_run(config)
+
+
+def test_cpu_mode_is_never_on_unless_asked_for(monkeypatch):
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    with pytest.raises(CPURunConfigError, match="trainer.device=cpu"):
+        configure_cpu_run(compose_cfg("trainer.device=cuda"))
+    monkeypatch.delenv("VERL_PLATFORM")
+    config = compose_cfg("trainer.device=cuda")
+    assert configure_cpu_run(config) is False
+    assert config.ray_kwargs.ray_init.get("num_gpus") is None
