@@ -5,7 +5,7 @@ For each model size it times, interleaved on the same worker and batch, a GRPO u
 and prints their ratio against the ideal (K+1) x GRPO, the snapshot + reposition share of
 the SFPO step, and the anchor's bytes against the rank's local parameter bytes.
 
-    python scripts/benchmark_update.py                 # tiny and ~47M-parameter Qwen2, K=3
+    python scripts/benchmark_update.py                 # tiny and ~57M-parameter Qwen2, K=3
     python scripts/benchmark_update.py --sizes tiny --repeats 10
 
 Runs on the CPU with verl's real FSDP2 engine (one gloo rank). Times are medians over
@@ -38,9 +38,9 @@ from sfpo_verl.local_actor import (  # noqa: E402
 )
 
 SIZES = {
-    # name: (hidden size, layers, vocabulary)
-    "tiny": (32, 2, 32),
-    "medium": (512, 6, 32000),
+    # name: (hidden size, layers); character vocabulary, so the layers hold the parameters
+    "tiny": (32, 2),
+    "medium": (768, 6),
 }
 
 
@@ -53,8 +53,8 @@ def time_update(worker, batch, mini_batch_size, **controls) -> tuple[float, floa
 
 
 def bench_size(name: str, args, workdir: Path) -> dict:
-    hidden, layers, vocab = SIZES[name]
-    model_path = build_random_qwen2(workdir / name, hidden_size=hidden, num_layers=layers, vocab_size=vocab)
+    hidden, layers = SIZES[name]
+    model_path = build_random_qwen2(workdir / name, hidden_size=hidden, num_layers=layers)
     config = compose_config(
         model_path,
         ["actor_rollout_ref.actor.optim.lr=1e-5", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"],

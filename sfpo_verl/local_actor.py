@@ -16,38 +16,25 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
 import sfpo_verl
+from sfpo_verl.task.model import ModelSize, build_model
+from sfpo_verl.task.tokenizer import CHARACTERS, SPECIAL_TOKENS, build_tokenizer
 
 CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "trainer" / "config")
-VOCAB = ["<pad>", "<eos>"] + [chr(c) for c in range(ord("a"), ord("a") + 30)]
 PROMPT_LEN, RESPONSE_LEN = 6, 8
 
 
-def build_random_qwen2(
-    path: Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 2, vocab_size: int = len(VOCAB)
-) -> Path:
-    """A Qwen2 with random weights and a character-level tokenizer, saved to `path`
-    (the defaults: 2 layers, hidden 32, ~21K parameters)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=vocab_size,
+def build_random_qwen2(path: Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 2) -> Path:
+    """A Qwen2 with random weights and the task's character tokenizer, saved to `path`
+    (the defaults: 2 layers, hidden 32, ~27K parameters)."""
+    size = ModelSize(
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=4 * hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=256,
-        tie_word_embeddings=False,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=1,
     )
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    tokenizer = Tokenizer(models.WordLevel({tok: i for i, tok in enumerate(VOCAB)}, unk_token="<pad>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>").save_pretrained(path)
+    tokenizer = build_tokenizer()
+    build_model(tokenizer, size, seed).save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return path
 
 
@@ -119,7 +106,8 @@ def make_batch(
     attention_mask = torch.zeros(batch_size, seq_len, dtype=torch.long)
     for i in range(batch_size):
         p, r = int(prompt_lens[i]), int(response_lens[i])
-        tokens = torch.randint(2, len(VOCAB), (p + r,), generator=gen)
+        # ordinary characters only (ids after the special tokens)
+        tokens = torch.randint(len(SPECIAL_TOKENS), len(SPECIAL_TOKENS) + len(CHARACTERS), (p + r,), generator=gen)
         input_ids[i, prompt_len - p : prompt_len + r] = tokens
         attention_mask[i, prompt_len - p : prompt_len + r] = 1
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)

@@ -24,15 +24,13 @@ class ParameterAnchor:
 
     def __init__(self, local_params: Sequence[torch.Tensor], device: str | torch.device | None = None):
         self._params = list(local_params)
+        # page-locked host memory lets the copies back to the accelerator run asynchronously
         pin = device is not None and torch.device(device).type == "cpu" and torch.cuda.is_available()
         with torch.no_grad():
             self._snapshot = [
-                p.detach().to(device=device or p.device, dtype=torch.float32, copy=True)
+                torch.empty(p.shape, dtype=torch.float32, device=device or p.device, pin_memory=pin).copy_(p)
                 for p in self._params
             ]
-            if pin:
-                # page-locked host memory makes the copies back to the GPU asynchronous-capable
-                self._snapshot = [t.pin_memory() for t in self._snapshot]
 
     @property
     def nbytes(self) -> int:

@@ -98,16 +98,15 @@ def validate_sfpo_config(config: DictConfig) -> None:
             config.trainer.v1.trainer_mode,
             "sync only: SFPO reuses one rollout batch on-policy; async modes are not supported",
         )
-    for key in ("actor_rollout_ref.actor.strategy",):
-        strategy = config.actor_rollout_ref.actor.strategy
-        if strategy not in SUPPORTED_STRATEGIES:
-            _fail(
-                key,
-                strategy,
-                f"one of {', '.join(SUPPORTED_STRATEGIES)}: the reposition edits fp32 local shards in place; "
-                "Megatron keeps its fp32 master weights inside the optimizer, so SFPO would silently act "
-                "on the wrong copy",
-            )
+    strategy = config.actor_rollout_ref.actor.strategy
+    if strategy not in SUPPORTED_STRATEGIES:
+        _fail(
+            "actor_rollout_ref.actor.strategy",
+            strategy,
+            f"one of {', '.join(SUPPORTED_STRATEGIES)}: the reposition edits fp32 local shards in place; "
+            "Megatron keeps its fp32 master weights inside the optimizer, so SFPO would silently act "
+            "on the wrong copy",
+        )
     if algo.adv_estimator != "grpo":
         logger.warning(
             "algorithm.adv_estimator=%s: SFPO was defined and evaluated on top of GRPO; the slow-fast "
