@@ -3,6 +3,9 @@
 # Settings are the paper's (arXiv 2510.04072; recipes/README.md): 256 prompts x 8 rollouts per
 # step, PPO mini-batch 64, lr 1e-6 constant, prompt/response 2048/6144 tokens, K=3, alpha=0.8,
 # entropy switch omega=30 tau=1.0, 400 steps, validation (avg@4) and checkpoint every 5 steps.
+# Reward as in the authors' code: 1 correct, 0.1 for a wrong answer in a box, 0 without a box
+# (validation reads the reward's `acc`, so it stays accuracy); the data, prepared with
+# python -m sfpo_verl.data, carries the authors' prompt by default.
 #
 # DAPO as verl 0.9.1 expresses it, on top of those settings: clip-higher (eps_high 0.28),
 # token-mean loss, dynamic sampling (algorithm.filter_groups on the reward's `acc`: groups whose
@@ -32,10 +35,11 @@ CHECKPOINTS_KEPT=${CHECKPOINTS_KEPT:-2}
 MAX_PROMPT_LENGTH=2048
 MAX_RESPONSE_LENGTH=6144
 ALPHA=0.8
-# Not in the paper: vLLM tensor parallelism and the dynamic-batch token budget per GPU
-# (the paper's 24k for its long-response runs); neither changes the update, only memory.
+# Memory only (none changes the update): vLLM's share of GPU memory and the dynamic-batch
+# token budget per GPU are the authors'; vLLM tensor parallelism is this project's.
 ROLLOUT_TP=1
-MAX_TOKENS_PER_GPU=24576
+GPU_MEMORY_UTILIZATION=0.7
+MAX_TOKENS_PER_GPU=24000
 # Not in the paper: the overlong buffer, the last tokens before the length limit over which
 # the reward falls linearly to -PENALTY (DAPO's own runs: the last 4096 of 20480 tokens).
 OVERLONG_BUFFER_LENGTH=1024
@@ -88,13 +92,14 @@ sfpo_launch "$RUN_DIR" \
     actor_rollout_ref.rollout.temperature=1.0 \
     actor_rollout_ref.rollout.top_p=1.0 \
     actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP" \
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.6 \
+    actor_rollout_ref.rollout.gpu_memory_utilization="$GPU_MEMORY_UTILIZATION" \
     actor_rollout_ref.rollout.val_kwargs.n=4 \
     actor_rollout_ref.rollout.val_kwargs.do_sample=True \
     actor_rollout_ref.rollout.val_kwargs.temperature=1.0 \
     actor_rollout_ref.rollout.val_kwargs.top_p=0.7 \
     reward.custom_reward_function.path=pkg://sfpo_verl.reward.math_reward \
     reward.custom_reward_function.name=compute_score \
+    +reward.custom_reward_function.reward_kwargs.format_score=0.1 \
     reward.reward_manager.name=dapo \
     +reward.reward_kwargs.max_resp_len="$MAX_RESPONSE_LENGTH" \
     +reward.reward_kwargs.overlong_buffer_cfg.enable=True \

@@ -3,6 +3,9 @@
 # Settings are the paper's (arXiv 2510.04072; recipes/README.md): 256 prompts x 8 rollouts per
 # step, PPO mini-batch 64, lr 1e-6 constant, prompt/response 2048/6144 tokens, K=3, alpha=0.9,
 # entropy switch omega=30 tau=1.0, 400 steps, validation (avg@4) and checkpoint every 5 steps.
+# Reward as in the authors' code: 1 correct, 0.1 for a wrong answer in a box, 0 without a box
+# (validation reads the reward's `acc`, so it stays accuracy); the data, prepared with
+# python -m sfpo_verl.data, carries the authors' prompt by default.
 #
 # Arms: ALGO=sfpo (default) or ALGO=grpo (the baseline); they differ only in algorithm.name.
 # Anything after the script name is a Hydra override, applied last, e.g.
@@ -27,10 +30,11 @@ CHECKPOINTS_KEPT=${CHECKPOINTS_KEPT:-2}
 MAX_PROMPT_LENGTH=2048
 MAX_RESPONSE_LENGTH=6144
 ALPHA=0.9
-# Not in the paper: vLLM tensor parallelism and the dynamic-batch token budget per GPU
-# (the paper's 24k for its long-response runs); neither changes the update, only memory.
+# Memory only (none changes the update): vLLM's share of GPU memory and the dynamic-batch
+# token budget per GPU are the authors'; vLLM tensor parallelism is this project's.
 ROLLOUT_TP=1
-MAX_TOKENS_PER_GPU=24576
+GPU_MEMORY_UTILIZATION=0.7
+MAX_TOKENS_PER_GPU=24000
 
 require_algo ALGO
 require_model_dir MODEL_PATH
@@ -77,13 +81,14 @@ sfpo_launch "$RUN_DIR" \
     actor_rollout_ref.rollout.temperature=1.0 \
     actor_rollout_ref.rollout.top_p=1.0 \
     actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP" \
-    actor_rollout_ref.rollout.gpu_memory_utilization=0.6 \
+    actor_rollout_ref.rollout.gpu_memory_utilization="$GPU_MEMORY_UTILIZATION" \
     actor_rollout_ref.rollout.val_kwargs.n=4 \
     actor_rollout_ref.rollout.val_kwargs.do_sample=True \
     actor_rollout_ref.rollout.val_kwargs.temperature=1.0 \
     actor_rollout_ref.rollout.val_kwargs.top_p=0.7 \
     reward.custom_reward_function.path=pkg://sfpo_verl.reward.math_reward \
     reward.custom_reward_function.name=compute_score \
+    +reward.custom_reward_function.reward_kwargs.format_score=0.1 \
     trainer.logger="$LOGGERS" \
     trainer.project_name="$PROJECT_NAME" \
     trainer.experiment_name="$EXPERIMENT_NAME" \

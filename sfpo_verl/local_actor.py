@@ -1,6 +1,7 @@
-"""verl actor workers in this process, on the CPU, for the equivalence tests and the
-update benchmark: a Qwen2 with random weights built locally, verl's config composed through
-sfpo_trainer.yaml, and GRPO-shaped batches fed to the real FSDP2 engine (fp32, gloo).
+"""verl actor workers in this process, for the equivalence tests and the update benchmark:
+a Qwen2 with random weights built locally, verl's config composed through sfpo_trainer.yaml,
+and GRPO-shaped batches fed to the real FSDP2 engine. On the CPU (the default): fp32, gloo,
+eager attention. On CUDA: verl's defaults (bf16 compute over fp32 master weights, nccl).
 """
 
 from __future__ import annotations
@@ -38,15 +39,45 @@ def build_random_qwen2(path: Path, seed: int = 0, hidden_size: int = 32, num_lay
     return path
 
 
-def compose_config(model_path: Path, overrides: list[str] = ()):
-    """sfpo_trainer config for in-process engine workers on CPU, fp32, no compile."""
+def build_qwen2_shaped(path: Path, shape: dict, seed: int = 0) -> Path:
+    """A Qwen2 with random weights and a real model's shape (`shape`: Qwen2Config fields, e.g.
+    Qwen2.5-0.5B's), saved in bf16 beside the task's character tokenizer (ids < vocab)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    config = Qwen2Config(**shape, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init of 1B+ weights is slow on CPU
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return path
+
+
+def compose_config(model_path: Path, overrides: list[str] = (), device: str = "cpu"):
+    """sfpo_trainer config for in-process engine workers: on the CPU fp32, eager attention, no
+    compile; on CUDA verl's defaults (bf16 mixed precision, fp32 master weights) with sdpa
+    attention, or flash-attention with packed sequences when flash-attn is installed."""
+    if device == "cpu":
+        device_options = [
+            "actor_rollout_ref.model.use_remove_padding=false",
+            "+actor_rollout_ref.model.override_config.attn_implementation=eager",
+            "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype: fp32, reduce_dtype: fp32, buffer_dtype: fp32}",
+        ]
+    else:
+        flash = _flash_attn_installed()
+        device_options = [
+            f"actor_rollout_ref.model.use_remove_padding={str(flash).lower()}",
+            f"+actor_rollout_ref.model.override_config.attn_implementation={'flash_attention_2' if flash else 'sdpa'}",
+        ]
     base = [
         f"actor_rollout_ref.model.path={model_path}",
-        "actor_rollout_ref.model.use_remove_padding=false",
         "actor_rollout_ref.model.enable_gradient_checkpointing=false",
-        "+actor_rollout_ref.model.override_config.attn_implementation=eager",
+        *device_options,
         "actor_rollout_ref.actor.strategy=fsdp2",
-        "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype: fp32, reduce_dtype: fp32, buffer_dtype: fp32}",
         "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
         "actor_rollout_ref.actor.use_torch_compile=false",
         "actor_rollout_ref.actor.ppo_mini_batch_size=2",
@@ -66,10 +97,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def set_dist_env(rank: int = 0, world_size: int = 1, port: int | None = None) -> None:
+def _flash_attn_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def set_dist_env(rank: int = 0, world_size: int = 1, port: int | None = None, device: str = "cpu") -> None:
     """The environment verl's Worker reads (Ray normally sets it)."""
+    if device == "cpu":
+        os.environ["VERL_PLATFORM"] = "cpu"
     os.environ.update(
-        VERL_PLATFORM="cpu",
         RANK=str(rank),
         WORLD_SIZE=str(world_size),
         LOCAL_RANK="0",
@@ -79,15 +117,16 @@ def set_dist_env(rank: int = 0, world_size: int = 1, port: int | None = None) ->
     )
 
 
-def make_actor(config, sfpo: bool):
+def make_actor(config, sfpo: bool, device: str = "cpu"):
     """An initialised actor-role worker: SFPO's subclass or verl's stock one."""
     from verl.workers.engine_workers import ActorRolloutRefWorker
 
     from sfpo_verl.platform import init_cpu_process_group, register_cpu_engine
     from sfpo_verl.workers import SFPOActorRolloutRefWorker
 
-    register_cpu_engine()
-    init_cpu_process_group()
+    if device == "cpu":
+        register_cpu_engine()
+        init_cpu_process_group()
     worker_cls = SFPOActorRolloutRefWorker if sfpo else ActorRolloutRefWorker
     worker = worker_cls(config=config.actor_rollout_ref, role="actor")
     worker.init_model()

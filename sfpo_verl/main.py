@@ -6,24 +6,28 @@ section). `algorithm.name=grpo` runs the baseline arm through the same code path
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from sfpo_verl.trainer.config import validate_sfpo_config
+from sfpo_verl.preflight import RunInputError, check_run_inputs
+from sfpo_verl.trainer.config import SFPOConfigError, validate_sfpo_config
 
 
 def run_sfpo(config: DictConfig) -> None:
     """Validate, prepare the device, and train (config checks fail before Ray starts)."""
+    validate_sfpo_config(config)
+    check_run_inputs(config)
+
+    # verl's trainer, Ray and the device set-up load only once the config is known to be good.
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
     from sfpo_verl.platform.cpu_run import configure_cpu_run
-    from sfpo_verl.preflight import check_run_inputs
 
-    validate_sfpo_config(config)
-    check_run_inputs(config)
     if not configure_cpu_run(config):  # True when trainer.device=cpu
         auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
@@ -35,7 +39,11 @@ def run_sfpo(config: DictConfig) -> None:
 
 @hydra.main(config_path="trainer/config", config_name="sfpo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
-    run_sfpo(config)
+    try:
+        run_sfpo(config)
+    except (SFPOConfigError, RunInputError) as err:
+        # A mistake in the command line: the message says what to change; a traceback would bury it.
+        sys.exit(f"sfpo_verl: {err}")
 
 
 if __name__ == "__main__":

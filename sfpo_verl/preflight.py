@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 # What verl's RL dataset and reward loop read from every row (besides the prompt column).
 REQUIRED_DATA_COLUMNS = ("data_source", "reward_model")
@@ -18,15 +18,31 @@ class RunInputError(ValueError):
 
 def check_run_inputs(config: DictConfig) -> None:
     """Raise RunInputError naming the option to change when a local model folder or a
-    dataset file is missing, or a dataset lacks the columns verl reads."""
+    dataset file is missing, a dataset lacks the columns verl reads, or either option is
+    not a path at all."""
     problems = _model_problems(config.actor_rollout_ref.model.path)
     prompt_key = config.data.get("prompt_key", "prompt")
     for key in ("train_files", "val_files"):
-        files = config.data.get(key)
-        for path in [files] if isinstance(files, str) else list(files or []):
-            problems += _dataset_problems(f"data.{key}", str(path), (prompt_key, *REQUIRED_DATA_COLUMNS))
+        option, files = f"data.{key}", config.data.get(key)
+        paths = _dataset_paths(files)
+        if paths is None:
+            problems.append(f"{option}={files!r}: a dataset file, or a list of them, is required")
+            continue
+        for path in paths:
+            problems += _dataset_problems(option, path, (prompt_key, *REQUIRED_DATA_COLUMNS))
     if problems:
         raise RunInputError("The run's inputs are not usable:\n  - " + "\n  - ".join(problems))
+
+
+def _dataset_paths(files) -> list[str] | None:
+    """The paths a data.*_files value names (one path or a list), or None for anything else."""
+    if files is None:
+        return []
+    if isinstance(files, str):
+        return [files]
+    if isinstance(files, (list, ListConfig)) and all(isinstance(path, str) for path in files):
+        return list(files)
+    return None
 
 
 def _looks_local(path: str) -> bool:
@@ -34,7 +50,9 @@ def _looks_local(path: str) -> bool:
     return path.startswith(("/", ".", "~")) or path.count("/") >= 2 or os.path.exists(path)
 
 
-def _model_problems(path: str) -> list[str]:
+def _model_problems(path) -> list[str]:
+    if not isinstance(path, str):
+        return [f"actor_rollout_ref.model.path={path!r}: a local model folder or a hub id is required"]
     if not _looks_local(path):
         return []
     folder = Path(path).expanduser()

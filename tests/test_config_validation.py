@@ -7,11 +7,12 @@ import sys
 import pytest
 import ray
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from verl.utils.config import omega_conf_to_dataclass
 from sfpo_verl.local_actor import CONFIG_DIR
 
 from sfpo_verl.main import run_sfpo
-from sfpo_verl.trainer.config import SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
+from sfpo_verl.trainer.config import SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
 
 
 def compose_cfg(*overrides):
@@ -25,6 +26,7 @@ def test_defaults_are_the_papers_and_algorithm_instantiates_strictly():
     assert algorithm.name == "sfpo" and algorithm.adv_estimator == "grpo"
     sfpo = algorithm.sfpo
     assert (sfpo.inner_steps, sfpo.alpha, sfpo.alpha_schedule, sfpo.anchor_device) == (3, 0.8, "constant", "param")
+    assert sfpo.slow_correction is True
     switch = sfpo.entropy_switch
     assert (switch.enable, switch.window, switch.threshold, switch.two_sided) == (True, 30, 1.0, False)
 
@@ -58,6 +60,95 @@ def test_bad_input_is_refused_before_ray_starts(override, expected):
         run_sfpo(config)
     assert expected in str(err.value)
     assert not ray.is_initialized()
+
+
+# Wrong-typed values for every SFPO key: key, override value, the value as the message shows
+# it. schedule_steps is checked under the default constant schedule, where it goes unused.
+WRONG_TYPES = [
+    ("algorithm.name", "1", "1"),
+    ("algorithm.name", "null", "None"),
+    ("algorithm.sfpo.inner_steps", "2.5", "2.5"),
+    ("algorithm.sfpo.inner_steps", "x", "'x'"),
+    ("algorithm.sfpo.inner_steps", "true", "True"),
+    ("algorithm.sfpo.alpha", "abc", "'abc'"),
+    ("algorithm.sfpo.alpha", "true", "True"),
+    ("algorithm.sfpo.alpha", "null", "None"),
+    ("algorithm.sfpo.alpha", "[0.5]", "[0.5]"),
+    ("algorithm.sfpo.alpha_schedule", "1", "1"),
+    ("algorithm.sfpo.alpha_schedule", "null", "None"),
+    ("algorithm.sfpo.schedule_steps", "x", "'x'"),
+    ("algorithm.sfpo.schedule_steps", "2.5", "2.5"),
+    ("algorithm.sfpo.schedule_steps", "true", "True"),
+    ("algorithm.sfpo.anchor_device", "0", "0"),
+    ("algorithm.sfpo.anchor_device", "null", "None"),
+    ("algorithm.sfpo.slow_correction", "maybe", "'maybe'"),
+    ("algorithm.sfpo.slow_correction", "1", "1"),
+    ("algorithm.sfpo.slow_correction", "null", "None"),
+    ("algorithm.sfpo.entropy_switch.enable", "maybe", "'maybe'"),
+    ("algorithm.sfpo.entropy_switch.enable", "0", "0"),
+    ("algorithm.sfpo.entropy_switch.window", "x", "'x'"),
+    ("algorithm.sfpo.entropy_switch.window", "2.5", "2.5"),
+    ("algorithm.sfpo.entropy_switch.threshold", "abc", "'abc'"),
+    ("algorithm.sfpo.entropy_switch.threshold", "null", "None"),
+    ("algorithm.sfpo.entropy_switch.two_sided", "maybe", "'maybe'"),
+    ("algorithm.sfpo.entropy_switch.two_sided", "null", "None"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "shown"), WRONG_TYPES)
+def test_wrong_type_is_refused_with_key_value_and_what_is_allowed(key, value, shown):
+    with pytest.raises(SFPOConfigError) as err:
+        run_sfpo(compose_cfg(f"{key}={value}"))
+    assert str(err.value) == f"{key}={shown} is not allowed: {SFPO_KEYS[key].allowed}"
+    assert not ray.is_initialized()
+
+
+def test_types_are_checked_where_the_value_goes_unused():
+    with pytest.raises(SFPOConfigError, match="algorithm.sfpo.entropy_switch.window='x' is not allowed"):
+        validate_sfpo_config(compose_cfg("algorithm.sfpo.entropy_switch.enable=false", "algorithm.sfpo.entropy_switch.window=x"))
+
+
+def test_every_sfpo_key_is_type_checked_and_tested():
+    sfpo = OmegaConf.to_container(compose_cfg().algorithm.sfpo)
+    declared = {"algorithm.name"} | {
+        f"algorithm.sfpo.{key}" for key in _leaf_keys(sfpo) if not key.endswith("_target_")
+    }
+    assert set(SFPO_KEYS) == declared
+    assert {key for key, _, _ in WRONG_TYPES} == declared
+
+
+def _leaf_keys(section: dict, prefix: str = ""):
+    for name, value in section.items():
+        if isinstance(value, dict):
+            yield from _leaf_keys(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("algorithm.sfpo=abc", "algorithm.sfpo='abc' is not allowed: a section of keys"),
+        ("algorithm.sfpo.entropy_switch=null", "algorithm.sfpo.entropy_switch=None is not allowed: a section of keys"),
+    ],
+)
+def test_a_section_replaced_by_a_value_is_refused(override, expected):
+    with pytest.raises(SFPOConfigError) as err:
+        validate_sfpo_config(compose_cfg(override))
+    assert expected in str(err.value)
+
+
+def test_cli_wrong_type_names_the_key_and_exits_before_ray():
+    result = subprocess.run(
+        [sys.executable, "-m", "sfpo_verl.main", "algorithm.sfpo.alpha=abc"],
+        capture_output=True, text=True, timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "sfpo_verl: algorithm.sfpo.alpha='abc' is not allowed: a number in [0, 1]" in result.stderr
+    assert "could not convert" not in output and "Traceback" not in output
+    # run_ppo prints its ray.init arguments, and Ray announces a local instance, when it starts
+    assert "ray init kwargs" not in output and "Ray instance" not in output
 
 
 def test_window_is_not_checked_when_the_switch_is_off():

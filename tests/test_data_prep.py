@@ -10,12 +10,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from sfpo_verl.data.prepare import DataPreparationError, main, prepare
-from sfpo_verl.data.prompt import INSTRUCTION
+from sfpo_verl.data.prompt import DEFAULT_TEMPLATE, build_prompt
 from sfpo_verl.data.records import read_records
 from sfpo_verl.data.sources import EVAL_SOURCES, SOURCES, TRAIN_SOURCES
 from sfpo_verl.paper_numbers import BENCHMARKS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+# The SFPO authors' prompt, copied from SFPO_SPEC.md (not from the code under test).
+PAPER_PROMPT = (
+    "Please solve the following math problem: {problem}. The assistant first thinks about the reasoning "
+    "process step by step and then provides the user with the answer. Return the final answer in "
+    "\\boxed{{}} tags, for example \\boxed{{1}}. Let's solve this step by step. "
+)
+VERL_PROMPT = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
 
 
 def _as_parquet(jsonl: Path, out: Path) -> Path:
@@ -78,10 +86,11 @@ def test_rows_are_in_verl_schema_with_stable_names(prepared):
         assert set(row) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
         (message,) = row["prompt"]
         assert message["role"] == "user"
-        assert message["content"] == f"{row['extra_info']['problem']} {INSTRUCTION}"
+        assert message["content"] == PAPER_PROMPT.format(problem=row["extra_info"]["problem"])
         assert row["extra_info"]["split"] == "train"
+        assert row["extra_info"]["template"] == "paper"
     # DAPO's "Answer:" wrapper is gone; the answer comes from reward_model.ground_truth
-    assert train[0]["prompt"][0]["content"].startswith("In triangle $ABC$")
+    assert train[0]["extra_info"]["problem"].startswith("In triangle $ABC$")
     assert "Remember to put your answer" not in train[0]["prompt"][0]["content"]
     assert train[0]["reward_model"] == {"style": "rule", "ground_truth": "34"}
     # MATH's answer is the last box of the solution
@@ -96,7 +105,9 @@ def test_rows_are_in_verl_schema_with_stable_names(prepared):
     assert truths["olympiadbench"] == ["2", "2, 3"]  # final_answer lists, $ stripped
     assert truths["minerva"] == ["1.6", "4.5e33"]
     assert all(r["data_source"] == "aime25" for r in _rows(out / "aime25.parquet"))
-    assert json.loads((out / "manifest.json").read_text())["instruction"] == INSTRUCTION
+    assert all(r["extra_info"]["template"] == "paper" for r in _rows(out / "aime25.parquet"))
+    written = json.loads((out / "manifest.json").read_text())
+    assert (written["template"], written["template_text"]) == ("paper", PAPER_PROMPT)
 
 
 def test_verl_dataset_reads_the_prepared_files(prepared, tmp_path):
@@ -110,14 +121,48 @@ def test_verl_dataset_reads_the_prepared_files(prepared, tmp_path):
     row = dataset[4]
     assert row["data_source"] == "aime24"
     assert row["reward_model"]["ground_truth"] == "204"
-    assert row["raw_prompt"][0]["content"].endswith(INSTRUCTION)
+    assert row["raw_prompt"][0]["content"].endswith("Let's solve this step by step. ")
 
 
-def test_cleaned_dapo_release_gives_the_same_problems(tmp_path):
-    original = prepare({"dapo_math_17k": str(FIXTURES / "dapo_math_17k.jsonl")}, tmp_path / "a")
-    cleaned = prepare({"dapo_math_17k": str(FIXTURES / "dapo_math_17k_processed.jsonl")}, tmp_path / "b")
-    assert original["sources"]["dapo_math_17k"]["written"] == cleaned["sources"]["dapo_math_17k"]["written"] == 2
-    assert _rows(tmp_path / "a" / "train.parquet") == _rows(tmp_path / "b" / "train.parquet")
+def test_the_paper_template_is_the_default_and_word_for_word():
+    assert DEFAULT_TEMPLATE == "paper"
+    problem = "What is $1+1$?"
+    (message,) = build_prompt(problem, "paper")
+    assert message == {"role": "user", "content": PAPER_PROMPT.format(problem=problem)}
+    assert message["content"].endswith("step by step. ")  # the trailing space is the authors'
+    (message,) = build_prompt(problem, "verl")
+    assert message == {"role": "user", "content": VERL_PROMPT.format(problem=problem)}
+
+
+def test_verl_template_from_the_command_line(tmp_path, capsys):
+    aime = FIXTURES / "aime24.jsonl"
+    assert main(["--out-dir", str(tmp_path), "--input", f"aime24={aime}", "--template", "verl"]) == 0
+    assert "prompt template: verl" in capsys.readouterr().out
+    rows = _rows(tmp_path / "aime24.parquet")
+    for row in rows:
+        assert row["prompt"][0]["content"] == VERL_PROMPT.format(problem=row["extra_info"]["problem"])
+        assert row["extra_info"]["template"] == "verl"
+    written = json.loads((tmp_path / "manifest.json").read_text())
+    assert (written["template"], written["template_text"]) == ("verl", VERL_PROMPT)
+
+
+def test_every_dapo_release_gives_the_same_problems(tmp_path):
+    releases = {
+        "original": "dapo_math_17k.jsonl",  # BytedTsinghua-SIA/DAPO-Math-17k: wrapped chat prompt, ground_truth
+        "cleaned": "dapo_math_17k_cleaned.jsonl",  # haizhongzheng/DAPO-Math-17K-cleaned: prompt, target
+        "processed": "dapo_math_17k_processed.jsonl",  # open-r1/DAPO-Math-17k-Processed: prompt, solution
+    }
+    manifests = {
+        release: prepare({"dapo_math_17k": str(FIXTURES / file)}, tmp_path / release)
+        for release, file in releases.items()
+    }
+    assert {release: m["sources"]["dapo_math_17k"]["written"] for release, m in manifests.items()} == dict.fromkeys(
+        releases, 2
+    )
+    original = _rows(tmp_path / "original" / "train.parquet")
+    assert [row["reward_model"]["ground_truth"] for row in original] == ["34", "7"]
+    assert _rows(tmp_path / "cleaned" / "train.parquet") == original
+    assert _rows(tmp_path / "processed" / "train.parquet") == original
 
 
 def test_json_file_and_directory_inputs(tmp_path):
@@ -151,6 +196,7 @@ def test_missing_field_names_the_field_and_the_row(tmp_path, capsys):
         (["--input", "aime24"], "expected NAME=LOCATION"),
         (["--input", "aime24=/no/such/file.jsonl"], "aime24: /no/such/file.jsonl does not exist"),
         ([], "nothing to prepare"),
+        (["--input", "aime24=x.jsonl", "--template", "papr"], "unknown prompt template 'papr'; known: paper, verl"),
     ],
 )
 def test_bad_command_lines_are_explained(tmp_path, capsys, args, message):
@@ -178,6 +224,33 @@ def test_hub_locations_reach_datasets_load_dataset(tmp_path, monkeypatch):
     assert manifest["sources"]["olympiadbench"]["written"] == 2
 
 
+def test_training_sources_default_to_the_authors_hub_datasets(tmp_path, monkeypatch):
+    fixtures = {
+        "haizhongzheng/DAPO-Math-17K-cleaned": "dapo_math_17k_cleaned.jsonl",
+        "xDAN2099/lighteval-MATH": "math_lighteval_train.jsonl",
+        "open-r1/DAPO-Math-17k-Processed": "dapo_math_17k_processed.jsonl",
+    }
+    calls = []
+
+    def load_dataset(hub_id, config, split):
+        calls.append((hub_id, config, split))
+        return read_records(FIXTURES / fixtures[hub_id])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    manifest = prepare({"dapo_math_17k": "hf", "math_train": "hf"}, tmp_path / "authors")
+    assert calls == [("haizhongzheng/DAPO-Math-17K-cleaned", None, "train"), ("xDAN2099/lighteval-MATH", None, "train")]
+    assert {name: manifest["sources"][name]["written"] for name in TRAIN_SOURCES} == {
+        "dapo_math_17k": 2,
+        "math_train": 2,
+    }
+    # another mirror, named on the command line, still reads
+    calls.clear()
+    mirror = "dapo_math_17k=hf:open-r1/DAPO-Math-17k-Processed:en@train"
+    assert main(["--out-dir", str(tmp_path / "mirror"), "--input", mirror]) == 0
+    assert calls == [("open-r1/DAPO-Math-17k-Processed", "en", "train")]
+    assert _rows(tmp_path / "mirror" / "train.parquet") == _rows(tmp_path / "authors" / "train.parquet")[:2]
+
+
 def test_cli_prints_the_report(tmp_path, capsys):
     assert main(["--out-dir", str(tmp_path), "--input", f"aime24={FIXTURES / 'aime24.jsonl'}"]) == 0
     printed = capsys.readouterr().out
@@ -185,3 +258,4 @@ def test_cli_prints_the_report(tmp_path, capsys):
     assert main(["--list-sources"]) == 0
     listing = capsys.readouterr().out
     assert all(f"{name} " in listing and SOURCES[name].hub_id in listing for name in SOURCES)
+    assert "also reads hf:open-r1/DAPO-Math-17k-Processed:en@train" in listing

@@ -21,7 +21,24 @@ ANSWER_TABLE = [
     ("$\\boxed{12}$ units", 12.0, True),
     ("\\boxed{1.2 \\times 10^{-3}}", "0.0012", True),
     ("\\boxed{\\$18.90}", "18.90", True),
+    # digit grouping: MATH's `,\!` (math-verify's own test case), `{,}` and SI thin spaces
+    ("\\boxed{32,\\! 349}", "32349", True),
+    ("\\boxed{32,\\!349}", "32349", True),
+    ("\\boxed{32{,}349}", "32349", True),
+    ("\\boxed{32{,} 349}", "32349", True),
+    ("\\boxed{32\\,349}", "32349", True),
+    ("\\boxed{32\\, 349}", "32349", True),
+    ("\\boxed{1,\\!000,\\!000}", "10^6", True),
+    ("\\boxed{32349}", "32,\\!349", True),  # a ground truth written the MATH way
+    ("\\boxed{100,\\,200}", "100, 200", True),  # a visible space after the comma: a list, kept one
+    # percents: MATH grades "28\%" and "28" alike; the word as well as the sign
     ("\\boxed{50\\%}", "50", True),
+    ("\\boxed{28 percent}", "28\\%", True),  # math-verify's own test case
+    ("\\boxed{28\\text{ percent}}", "28\\%", True),
+    ("\\boxed{28\\mbox{ percent}}", "28", True),
+    ("\\boxed{28 per cent}", "28", True),
+    ("\\boxed{28 \\%}", "28\\%", True),
+    ("\\boxed{28}", "28\\%", True),
     # fractions and radicals
     ("\\boxed{\\dfrac{1}{2}}", "\\frac{1}{2}", True),
     ("\\boxed{0.5}", "\\frac{1}{2}", True),
@@ -65,6 +82,14 @@ ANSWER_TABLE = [
     ("\\boxed{-3}", "3", False),
     ("\\boxed{\\frac{1}{3}}", "0.333", False),
     ("\\boxed{4.49}", "4.5", False),
+    ("\\boxed{32, 349}", "32349", False),  # comma and blank: a list of two numbers
+    ("\\boxed{32, 349}", "32,\\!349", False),
+    ("\\boxed{100,\\,200}", "100200", False),
+    ("\\boxed{1,\\!2}", "12", False),  # a grouping comma needs three digits after it
+    ("\\boxed{3{,}14}", "314", False),
+    ("\\boxed{2\\,3}", "23", False),
+    ("\\boxed{28 percent}", "0.28", False),  # 28% is graded as 28, as in math-verify's own table
+    ("\\boxed{28 percent}", "27\\%", False),
     ("\\boxed{\\sqrt{3}/2}", "\\frac{1}{2}", False),
     ("\\boxed{60^\\circ}", "\\frac{\\pi}{3}", False),
     ("\\boxed{(1,2)}", "[1,2]", False),
@@ -144,6 +169,27 @@ def test_bytes_response_is_decoded_and_graded():
     assert compute_score("math500", b"\xff\xfe \\boxed{5}", "5")["reason"] == "correct"
 
 
+def test_format_score_pays_a_wrong_answer_in_the_last_box_only():
+    # The paper's reward (format_score=0.1): correct 1, boxed but wrong 0.1, no box 0.
+    responses = ["So \\boxed{2}.", "So \\boxed{3}.", "So it is 3."]
+    results = [compute_score("aime24", response, "2", format_score=0.1) for response in responses]
+    assert [r["score"] for r in results] == [1.0, 0.1, 0.0]
+    assert [r["acc"] for r in results] == [1.0, 0.0, 0.0]
+    # the last box counts: an earlier correct box does not lift a wrong final one
+    assert compute_score("aime24", "\\boxed{2}, no: \\boxed{3}", "2", format_score=0.1)["score"] == 0.1
+    # an unboxed "Answer:" line still scores when right, but earns no format score when wrong
+    assert compute_score("aime24", "Answer: 2", "2", format_score=0.1)["score"] == 1.0
+    assert compute_score("aime24", "Answer: 3", "2", format_score=0.1)["score"] == 0.0
+    # the default has no format score
+    assert compute_score("aime24", "So \\boxed{3}.", "2")["score"] == 0.0
+
+
+@pytest.mark.parametrize("format_score", [-0.1, 1.0, "high"])
+def test_a_format_score_that_is_not_below_a_correct_answer_is_refused(format_score):
+    with pytest.raises(ValueError):
+        compute_score("aime24", "\\boxed{3}", "2", format_score=format_score)
+
+
 def test_result_keys_are_the_same_for_every_reason():
     # verl stacks each extra-info key across the batch: every result must carry the same keys.
     results = [
@@ -193,7 +239,7 @@ def test_verl_loads_the_reward_function_with_its_kwargs():
                 "custom_reward_function": {
                     "path": "pkg://sfpo_verl.reward.math_reward",
                     "name": "compute_score",
-                    "reward_kwargs": {"timeout_s": 1.5},
+                    "reward_kwargs": {"timeout_s": 1.5, "format_score": 0.1},
                 }
             }
         }
@@ -207,7 +253,12 @@ def test_verl_loads_the_reward_function_with_its_kwargs():
         extra_info={"index": 0},
     )
     assert result["reason"] == "timeout"  # the 1.5 s from reward_kwargs reached the call
-    assert reward_fn(data_source="math500", solution_str="\\boxed{2}", ground_truth="2", extra_info={})["score"] == 1.0
+    assert result["score"] == 0.0  # an answer never verified earns no format score
+    scores = [
+        reward_fn(data_source="math500", solution_str=response, ground_truth="2", extra_info={})
+        for response in ("\\boxed{2}", "\\boxed{3}", "2")
+    ]
+    assert [(r["score"], r["acc"]) for r in scores] == [(1.0, 1.0), (0.1, 0.0), (0.0, 0.0)]  # format_score too
 
 
 def test_extraction_helpers():
@@ -216,4 +267,8 @@ def test_extraction_helpers():
     assert extract_final_answer("no answer") is None
     assert extract_final_answer("The final answer is $7$. I hope it is correct.").method == "final_answer_is"
     assert normalize_answer("\\$1\\,000.") == "1000"
+    assert normalize_answer("32,\\! 349") == normalize_answer("32 {,} 349") == "32,349"
+    assert normalize_answer("100,\\,200") == "100, 200"
+    assert normalize_answer("28\\text{ percent}") == normalize_answer("28 Percent") == "28"
+    assert normalize_answer("28\\text{th percentile}") == "28\\text{th percentile}"  # not a percent
     assert normalize_answer("\\begin{pmatrix}1\\\\ 2\\end{pmatrix}") == "\\begin{pmatrix}1\\\\ 2\\end{pmatrix}"

@@ -52,3 +52,21 @@ def test_missing_dataset_file(task, tmp_path):
     root, data = task
     with pytest.raises(RunInputError, match="data.train_files: .*missing.parquet does not exist"):
         check_run_inputs(run_config(root / "model", tmp_path / "missing.parquet", data["val"]))
+
+
+@pytest.mark.parametrize("path", [None, 5])
+def test_model_path_that_is_not_a_path(task, path):
+    _, data = task
+    config = run_config("unused", data["train"], data["val"])
+    config.actor_rollout_ref.model.path = path
+    with pytest.raises(RunInputError, match=rf"actor_rollout_ref.model.path={path!r}: a local model folder or a hub id is required"):
+        check_run_inputs(config)
+
+
+@pytest.mark.parametrize("files", [5, [5], {"a": "b"}])
+def test_dataset_option_that_is_not_a_path(task, files):
+    root, data = task
+    config = run_config(root / "model", data["train"], data["val"])
+    config.data.train_files = files
+    with pytest.raises(RunInputError, match=r"data.train_files=.*: a dataset file, or a list of them, is required"):
+        check_run_inputs(config)

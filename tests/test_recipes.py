@@ -33,6 +33,8 @@ PAPER_RECIPES = {
 DAPO_RECIPE = "run_dapo_deepseek_r1_distill_qwen_1.5b.sh"
 RECIPE_SETTINGS = {**PAPER_RECIPES, DAPO_RECIPE: PAPER_RECIPES["run_deepseek_r1_distill_qwen_1.5b.sh"]}
 ALL_RECIPES = list(RECIPE_SETTINGS)
+# The authors' vLLM memory share: 0.6 for Qwen2.5-Math, 0.7 for the others.
+GPU_MEMORY_UTILIZATION = {recipe: 0.6 if "qwen2.5_math" in recipe else 0.7 for recipe in ALL_RECIPES}
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +131,13 @@ def test_paper_settings(recipe, configs, inputs):
     )
     assert (actor.entropy_coeff, actor.clip_ratio_low) == (0.001, 0.2)
     assert (rollout.name, rollout.temperature, rollout.top_p) == ("vllm", 1.0, 1.0)
+    assert rollout.gpu_memory_utilization == GPU_MEMORY_UTILIZATION[recipe]
+    assert (actor.use_dynamic_bsz, actor.ppo_max_token_len_per_gpu) == (True, 24000)
     assert (rollout.val_kwargs.do_sample, rollout.val_kwargs.temperature) == (True, 1.0)
     assert (trainer.total_training_steps, trainer.test_freq, trainer.save_freq) == (400, 5, 5)
     assert (trainer.nnodes, trainer.n_gpus_per_node) == (1, 8)
     assert config.reward.custom_reward_function.path == "pkg://sfpo_verl.reward.math_reward"
+    assert config.reward.custom_reward_function.reward_kwargs == {"format_score": 0.1}  # the authors' reward
     assert config.data.train_files == str(inputs / "data" / "train.parquet")
     assert list(config.data.val_files) == [str(inputs / "data" / f"{name}.parquet") for name in BENCHMARKS]
     assert config.actor_rollout_ref.model.path == str(inputs / "model")
@@ -140,6 +145,19 @@ def test_paper_settings(recipe, configs, inputs):
     assert trainer.validation_data_dir == str(inputs / "run" / "val_generations")
     assert config.hydra.run.dir == str(inputs / "run")
     assert "file" in trainer.logger
+
+
+@pytest.mark.parametrize("recipe", ALL_RECIPES)
+def test_verl_calls_the_reward_with_the_papers_format_score(recipe, configs):
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    reward_fn = get_custom_reward_fn(configs[(recipe, "sfpo")])  # as verl's reward workers load it
+    results = [
+        reward_fn(data_source="aime24", solution_str=response, ground_truth="2", extra_info={})
+        for response in ("So \\boxed{2}.", "So \\boxed{3}.", "So it is 2.")  # correct, boxed but wrong, no box
+    ]
+    assert [r["score"] for r in results] == [1.0, 0.1, 0.0]
+    assert [r["acc"] for r in results] == [1.0, 0.0, 0.0]  # what validation and DAPO's filter read
 
 
 def test_dapo_recipe_is_dapo(configs):

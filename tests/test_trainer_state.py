@@ -59,9 +59,17 @@ def run_steps(trainer, entropies, first_step=1):
 def test_alpha_and_k_go_to_the_worker_and_metrics_are_renamed(tmp_path, fake_verl):
     trainer = make_trainer(tmp_path, "algorithm.sfpo.alpha=0.7", "algorithm.sfpo.inner_steps=2")
     (metrics,) = run_steps(trainer, [1.0])
-    assert fake_verl[0] == {"sfpo_alpha": 0.7, "sfpo_inner_steps": 2, "sfpo_anchor_device": "param"}
+    assert fake_verl[0] == {
+        "sfpo_alpha": 0.7, "sfpo_inner_steps": 2, "sfpo_anchor_device": "param", "sfpo_slow_correction": True
+    }
     assert metrics["sfpo/alpha"] == 0.7 and "actor/sfpo/alpha" not in metrics
     assert metrics["sfpo/switch_fired"] == 0.0
+
+
+def test_slow_correction_switch_goes_to_the_worker(tmp_path, fake_verl):
+    trainer = make_trainer(tmp_path, "algorithm.sfpo.slow_correction=false")
+    run_steps(trainer, [1.0, 1.0])
+    assert [sent["sfpo_slow_correction"] for sent in fake_verl] == [False, False]
 
 
 def test_grpo_arm_sends_alpha_zero_and_has_no_switch(tmp_path, fake_verl):

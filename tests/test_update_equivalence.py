@@ -130,6 +130,37 @@ def test_general_alpha_equals_hand_reposition_then_one_pass(model_path, batch, a
     assert {"sfpo/fast_last_pg_loss", "sfpo/fast_last_ppo_kl", "sfpo/timing_s/fast"} <= metrics.keys()
 
 
+def test_without_slow_correction_equals_k_epochs_then_hand_reposition(model_path, batch):
+    alpha, inner_steps = 0.5, 2
+    # A decaying LR from step 1 on: a scheduler stepped by the wrong pass changes the
+    # parameters, not only the scheduler's counter.
+    config = compose_config(model_path, ["actor_rollout_ref.actor.optim.lr_scheduler_type=cosine"])
+    sfpo = make_actor(config, sfpo=True)
+    stock = make_actor(config, sfpo=False)
+    for step in (1, 2):
+        # Reference with verl's stock worker: K epochs, hand reposition, and nothing else.
+        theta0 = full_params(stock)
+        stock_metrics = run_update(stock, batch, epochs=inner_steps)
+        theta_k = full_params(stock)
+        with torch.no_grad():
+            for name, p in stock.actor.engine.module.named_parameters():
+                local = p.to_local() if isinstance(p, DTensor) else p
+                local.copy_(theta0[name] + alpha * (theta_k[name] - theta0[name]))
+
+        metrics = run_update(
+            sfpo, batch, sfpo_alpha=alpha, sfpo_inner_steps=inner_steps, sfpo_slow_correction=False
+        )
+
+        assert_params_moved(theta_k, theta0)
+        assert_params_close(full_params(sfpo), full_params(stock), **NEAR_EXACT)
+        assert sfpo.actor.engine.lr_scheduler.last_epoch == stock.actor.engine.lr_scheduler.last_epoch == step
+        # the step's actor metrics are the last fast pass's: the stock run's last epoch
+        per_pass = 8 // MINI_BATCH
+        assert metrics["actor/pg_loss"] == pytest.approx(stock_metrics["actor/pg_loss"][-per_pass:], rel=1e-4)
+        assert metrics["lr"] == stock_metrics["lr"]
+        assert metrics["sfpo/slow_correction"] == 0.0 and "sfpo/timing_s/slow" not in metrics
+
+
 def test_lr_scheduler_steps_once_per_training_step(model_path, batch):
     schedule = [
         "actor_rollout_ref.actor.optim.lr_scheduler_type=cosine",

@@ -37,6 +37,11 @@ class ParameterAnchor:
         """Bytes held by the snapshot (0 once released)."""
         return sum(t.numel() * t.element_size() for t in self._snapshot)
 
+    @property
+    def accelerator_nbytes(self) -> int:
+        """Bytes of the snapshot held in accelerator memory (0 for a host-memory anchor)."""
+        return sum(t.numel() * t.element_size() for t in self._snapshot if t.device.type != "cpu")
+
     @torch.no_grad()
     def reposition_(self, alpha: float) -> torch.Tensor:
         """Set every parameter to theta0 + alpha * (theta - theta0), in place, in fp32.

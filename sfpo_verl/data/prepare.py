@@ -3,13 +3,16 @@
     python -m sfpo_verl.data --out-dir ~/data/sfpo \\
         --input dapo_math_17k=/path/to/dapo.parquet --input math_train=hf --input aime24=/path/aime.jsonl ...
     python -m sfpo_verl.data --out-dir ~/data/sfpo --all-from-hub
+    python -m sfpo_verl.data --out-dir ~/data/sfpo_verl_prompt --all-from-hub --template verl
     python -m sfpo_verl.data --list-sources
 
 Writes train.parquet (every training source given, combined) and one <name>.parquet per
-evaluation set, each row in verl's RL schema with `data_source` = the source name, plus
-manifest.json with the counts. Problems are deduplicated (whitespace-insensitive) within the
-training set and within each evaluation set; training problems that also appear in an
-evaluation set are counted, not removed (the paper does not decontaminate).
+evaluation set, each row in verl's RL schema with `data_source` = the source name and the
+problem wrapped in a prompt template (sfpo_verl.data.prompt: `paper`, the default, or
+`verl`), plus manifest.json with the template and the counts. Problems are deduplicated
+(whitespace-insensitive) within the training set and within each evaluation set; training
+problems that also appear in an evaluation set are counted, not removed (the paper does
+not decontaminate).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sfpo_verl.data.prompt import INSTRUCTION, build_prompt
+from sfpo_verl.data.prompt import DEFAULT_TEMPLATE, TEMPLATES, build_prompt
 from sfpo_verl.data.records import RECORD_SUFFIXES, MissingFieldError, RecordsError, read_records
 from sfpo_verl.data.sources import EVAL_SOURCES, SOURCES, TRAIN_SOURCES, Source, UnusableRow
 from sfpo_verl.reward.answer_extraction import normalize_answer
@@ -143,25 +146,28 @@ def deduplicate(examples: list[Example], reports: dict[str, SourceReport]) -> li
     return kept
 
 
-def to_verl_rows(examples: list[Example], split: str) -> list[dict]:
+def to_verl_rows(examples: list[Example], split: str, template: str) -> list[dict]:
     """verl's RL dataset schema (verl.utils.dataset.rl_dataset)."""
     return [
         {
             "data_source": example.source,
-            "prompt": build_prompt(example.problem),
+            "prompt": build_prompt(example.problem, template),
             "ability": "math",
             "reward_model": {"style": "rule", "ground_truth": example.answer},
-            "extra_info": {"split": split, "index": index, "problem": example.problem},
+            "extra_info": {"split": split, "index": index, "problem": example.problem, "template": template},
         }
         for index, example in enumerate(examples)
     ]
 
 
-def prepare(inputs: dict[str, str], out_dir: Path) -> dict:
-    """Convert every source in `inputs` (name -> location), write the parquet files, return the manifest."""
+def prepare(inputs: dict[str, str], out_dir: Path, template: str = DEFAULT_TEMPLATE) -> dict:
+    """Convert every source in `inputs` (name -> location), each problem wrapped in the prompt
+    template named `template`; write the parquet files, return the manifest."""
     unknown = sorted(set(inputs) - set(SOURCES))
     if unknown:
         raise DataPreparationError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+    if template not in TEMPLATES:
+        raise DataPreparationError(f"unknown prompt template {template!r}; known: {', '.join(TEMPLATES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     reports: dict[str, SourceReport] = {}
     files: dict[str, str] = {}
@@ -174,7 +180,7 @@ def prepare(inputs: dict[str, str], out_dir: Path) -> dict:
     train_examples = deduplicate(train_examples, reports)
     train_keys = {problem_key(example.problem) for example in train_examples}
     if train_examples:
-        files["train"] = _write(to_verl_rows(train_examples, "train"), out_dir / TRAIN_FILE)
+        files["train"] = _write(to_verl_rows(train_examples, "train", template), out_dir / TRAIN_FILE)
     for example in train_examples:
         reports[example.source].written += 1
 
@@ -185,10 +191,11 @@ def prepare(inputs: dict[str, str], out_dir: Path) -> dict:
             examples = deduplicate(examples, reports)
             report.written = len(examples)
             report.also_in_training_set = sum(problem_key(e.problem) in train_keys for e in examples)
-            files[name] = _write(to_verl_rows(examples, "test"), out_dir / f"{name}.parquet")
+            files[name] = _write(to_verl_rows(examples, "test", template), out_dir / f"{name}.parquet")
 
     manifest = {
-        "instruction": INSTRUCTION,
+        "template": template,
+        "template_text": TEMPLATES[template],
         "files": files,
         "sources": {name: asdict(report) for name, report in reports.items()},
     }
@@ -203,7 +210,7 @@ def _write(rows: list[dict], path: Path) -> str:
 
 def format_report(manifest: dict) -> str:
     header = f"{'source':<15}{'read':>9}{'skipped':>9}{'dupes':>9}{'conflicts':>11}{'written':>9}{'in train':>10}"
-    lines = [header, "-" * len(header)]
+    lines = [f"prompt template: {manifest['template']}", header, "-" * len(header)]
     for name, report in manifest["sources"].items():
         overlap = report["also_in_training_set"]
         lines.append(
@@ -221,6 +228,7 @@ def format_sources() -> str:
     for source in SOURCES.values():
         hub = source.hub_id + (f":{source.hub_config}" if source.hub_config else "") + f"@{source.hub_split}"
         lines.append(f"{source.name:<15}{source.role:<7}{hub:<55}{source.fields}")
+        lines += [f"{'':<22}also reads hf:{mirror}" for mirror in source.mirrors]
     return "\n".join(lines)
 
 
@@ -251,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a source and where to read it: a file, a directory, 'hf' or 'hf:ORG/NAME[:CONFIG][@SPLIT]'",
     )
     parser.add_argument("--all-from-hub", action="store_true", help="every source from its default hub dataset")
+    parser.add_argument(
+        "--template",
+        default=DEFAULT_TEMPLATE,
+        metavar="|".join(TEMPLATES),
+        help=f"the prompt each problem is wrapped in (default: {DEFAULT_TEMPLATE}, the SFPO authors' own)",
+    )
     parser.add_argument("--list-sources", action="store_true", help="print the known sources and exit")
     args = parser.parse_args(argv)
     if args.list_sources:
@@ -259,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_dir is None:
         parser.error("--out-dir is required")
     try:
-        manifest = prepare(parse_inputs(args.input, args.all_from_hub), args.out_dir.expanduser())
+        manifest = prepare(parse_inputs(args.input, args.all_from_hub), args.out_dir.expanduser(), args.template)
     except DataPreparationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

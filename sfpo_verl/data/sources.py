@@ -3,6 +3,8 @@ stable `data_source` name each gets in the prepared parquet.
 
 Each source reads a row of its own schema into (problem, answer). Where popular mirrors of
 a dataset spell a column differently, the reader accepts each spelling, first match wins.
+The default hub dataset of each training source is the one the SFPO authors trained on;
+the other known mirrors read as well (`--input NAME=hf:ORG/NAME[:CONFIG][@SPLIT]`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ _DAPO_WRAPPER = re.compile(
 
 
 def _read_dapo(row: dict) -> tuple[str, str]:
-    # Original release: `prompt` is a chat list holding the wrapped problem. The cleaned
-    # release (open-r1/DAPO-Math-17k-Processed): `prompt` is the bare problem, `solution` the answer.
+    # Original release: `prompt` is a chat list holding the wrapped problem, the answer in
+    # reward_model.ground_truth. The cleaned release the authors used: `prompt` is the bare
+    # problem, `target` the answer. open-r1's deduplicated mirror: `prompt` bare, `solution`.
     prompt = field(row, ("prompt",))
     if isinstance(prompt, str):
         problem = prompt
@@ -52,7 +55,7 @@ def _read_dapo(row: dict) -> tuple[str, str]:
     wrapped = _DAPO_WRAPPER.match(problem)
     if wrapped:
         problem = wrapped.group("problem")
-    return problem, answer_text(field(row, ("reward_model.ground_truth", "solution")))
+    return problem, answer_text(field(row, ("reward_model.ground_truth", "target", "solution")))
 
 
 def _read_math_train(row: dict) -> tuple[str, str]:
@@ -81,6 +84,7 @@ class Source:
     hub_split: str
     read_row: Callable[[dict], tuple[str, str]]
     fields: str  # the schema, for --list-sources and error hints
+    mirrors: tuple[str, ...] = ()  # other hub copies it reads, as ORG/NAME[:CONFIG][@SPLIT]
 
 
 SOURCES = {
@@ -89,20 +93,22 @@ SOURCES = {
         Source(
             name="dapo_math_17k",
             role="train",
-            hub_id="open-r1/DAPO-Math-17k-Processed",  # the cleaned release; the original also reads
-            hub_config="en",
+            hub_id="haizhongzheng/DAPO-Math-17K-cleaned",  # the authors' training set
+            hub_config=None,
             hub_split="train",
             read_row=_read_dapo,
-            fields="prompt (chat list or str), reward_model.ground_truth or solution",
+            fields="prompt (str or chat list), target or reward_model.ground_truth or solution",
+            mirrors=("open-r1/DAPO-Math-17k-Processed:en@train", "BytedTsinghua-SIA/DAPO-Math-17k@train"),
         ),
         Source(
             name="math_train",
             role="train",
-            hub_id="DigitalLearningGmbH/MATH-lighteval",
+            hub_id="xDAN2099/lighteval-MATH",  # the authors' copy of lighteval's MATH, 7,500 train problems
             hub_config=None,
             hub_split="train",
             read_row=_read_math_train,
             fields="problem, solution (answer = its last \\boxed{})",
+            mirrors=("DigitalLearningGmbH/MATH-lighteval@train",),
         ),
         Source(
             name="math500",

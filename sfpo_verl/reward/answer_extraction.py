@@ -29,9 +29,26 @@ _ANSWER_LINE = re.compile(r"^[ \t*#]*answer[ \t*]*[:：][ \t]*(.+?)[ \t]*$", re.
 
 _BARE_TOKEN = re.compile(r"[^\s$]+")
 
-# TeX spacing commands carry no meaning in an answer ("1\,000" is 1000); the look-behind
-# keeps a matrix row break "\\ " intact.
-_TEX_SPACES = re.compile(r"(?<!\\)\\[,;:! ]")
+# Digit grouping. math-verify reads a grouping comma only in its plain form: "32,349" is a
+# number (a comma before exactly three digits), "32, 349" a list of two. TeX writes a comma
+# without its punctuation space as `,\!` or `{,}` (MATH: "32,\! 349"), and blanks beside
+# either are not typeset, so both become a plain comma and math-verify's rule decides.
+# A positive TeX space between digits and a group of three is the SI thousands separator
+# ("1\,000", blanks beside it again not typeset); anywhere else it is a visible space
+# ("100,\,200" stays a list). The look-behinds keep a matrix row break "\\ " intact.
+_GROUPING_COMMA = re.compile(r"\s*(?:\{\s*,\s*\}|,\s*\\!)\s*")
+_GROUPING_SPACE = re.compile(r"(?<=\d)\s*\\[,;: ]\s*(?=\d{3}(?!\d))")
+_TEX_SPACE = re.compile(r"(?<!\\)\\[,;: ]")
+_NEGATIVE_SPACE = re.compile(r"(?<!\\)\\!")
+
+# MATH grades "28\%" and "28" alike, so a percent is dropped, whether a sign or a word
+# ("28 percent", "28\text{ percent}"; a \text-like wrapper holding only the word goes too).
+_PERCENT_WORD = r"per\s?cent"
+_PERCENT = re.compile(
+    rf"\\?%|\\(?:text|textrm|textnormal|mbox|mathrm)\s*\{{\s*{_PERCENT_WORD}\s*\}}"
+    rf"|(?<![A-Za-z]){_PERCENT_WORD}(?![A-Za-z])",
+    re.IGNORECASE,
+)
 
 
 class ExtractedAnswer(NamedTuple):
@@ -111,10 +128,13 @@ def strip_math_delimiters(answer: str) -> str:
 def normalize_answer(answer: str) -> str:
     """Clean-up applied to both the ground truth and the prediction before comparing them.
 
-    Only removes what math-verify does not handle itself: dollar signs (delimiters and
-    currency), percent signs (MATH grades "50\\%" and "50" alike) and TeX spacing.
+    Only rewrites what math-verify does not handle itself: dollar signs (delimiters and
+    currency), percents and TeX spacing (see the patterns above).
     """
     answer = answer.replace("\\$", "").replace("$", "")
-    answer = answer.replace("\\%", "").replace("%", "")
-    answer = _TEX_SPACES.sub("", answer)
+    answer = _PERCENT.sub("", answer)
+    answer = _GROUPING_COMMA.sub(",", answer)
+    answer = _GROUPING_SPACE.sub("", answer)
+    answer = _TEX_SPACE.sub(" ", answer)
+    answer = _NEGATIVE_SPACE.sub("", answer)
     return answer.strip().rstrip(".").strip()

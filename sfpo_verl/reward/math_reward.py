@@ -1,15 +1,18 @@
-"""Math reward for verl: 1 if the response's final answer equals the ground truth, else 0.
+"""Math reward for verl: 1 if the response's final answer equals the ground truth, else 0,
+or `format_score` for a boxed answer that is wrong.
 
-Plugged in through verl's custom reward function:
+Plugged in through verl's custom reward function; verl passes the function's extra keywords
+from `reward_kwargs` (verl.trainer.ppo.reward.get_custom_reward_fn):
 
     reward.custom_reward_function.path=pkg://sfpo_verl.reward.math_reward
     reward.custom_reward_function.name=compute_score
+    # optional: +reward.custom_reward_function.reward_kwargs.format_score=0.1  (the authors' runs)
     # optional: +reward.custom_reward_function.reward_kwargs.timeout_s=20
 
 The answer is the last `\\boxed{}` (see answer_extraction for the alternatives accepted);
 equality is decided by math-verify in a killable subprocess (verifier_pool), so every call
-returns within `timeout_s`, from any thread. No input makes it raise: an unusable response
-scores 0 and says why in `reason`.
+returns within `timeout_s`, from any thread. No response or ground truth makes it raise: an
+unusable response scores 0 and says why in `reason`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ MAX_ANSWER_CHARS = 1000
 PRED_CHARS_KEPT = 200
 
 _INTEGER = re.compile(r"-?\d+")
-_WHITESPACE = re.compile(r"\s+")
 
 # Why a response got its score; every result carries exactly one.
 REASON_CORRECT = "correct"
@@ -54,6 +56,7 @@ class Grade(NamedTuple):
     correct: bool
     pred: str
     reason: str
+    boxed: bool = False  # the answer graded was the content of the response's last box
 
 
 def compute_score(
@@ -62,15 +65,20 @@ def compute_score(
     ground_truth: Any,
     extra_info: dict | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    format_score: float = 0.0,
     **verl_kwargs: Any,
 ) -> dict:
     """verl's reward-function signature; returns the score and the extra info verl logs.
 
-    Keys: `score` and `acc` (1.0 / 0.0; `acc` is what verl's validation metrics and DAPO's
-    group filter read), `pred` (the extracted answer, for verl's maj@k), `reason`, and
-    `source` (the row's data_source, echoed so verl's validation dumps, which omit it, say
-    which benchmark each generation belongs to).
+    Keys: `score` (1.0 correct; `format_score` when the last box holds a wrong answer; else
+    0.0), `acc` (1.0 / 0.0: what verl's validation metrics and DAPO's group filter read, so
+    they stay accuracy whatever the format score), `pred` (the extracted answer, for verl's
+    maj@k), `reason`, and `source` (the row's data_source, echoed so verl's validation dumps,
+    which omit it, say which benchmark each generation belongs to).
     """
+    format_score = float(format_score)
+    if not 0.0 <= format_score < 1.0:
+        raise ValueError(f"format_score={format_score}: expected a value in [0, 1), below a correct answer's 1")
     pool = shared_pool()
     try:
         grade = grade_response(solution_str, ground_truth, pool=pool, timeout_s=float(timeout_s))
@@ -78,8 +86,9 @@ def compute_score(
         raise  # a broken environment must fail loudly, not score every response 0
     except Exception as error:  # last resort: one odd response must never take down a reward worker
         grade = Grade(False, "", f"{REASON_INTERNAL_ERROR}:{type(error).__name__}")
-    value = 1.0 if grade.correct else 0.0
-    return {"score": value, "acc": value, "pred": grade.pred, "reason": grade.reason, "source": str(data_source)}
+    accuracy = 1.0 if grade.correct else 0.0
+    score = format_score if grade.boxed and grade.reason == REASON_WRONG else accuracy
+    return {"score": score, "acc": accuracy, "pred": grade.pred, "reason": grade.reason, "source": str(data_source)}
 
 
 def grade_response(response: Any, ground_truth: Any, *, pool: VerifierPool, timeout_s: float) -> Grade:
@@ -94,8 +103,9 @@ def grade_response(response: Any, ground_truth: Any, *, pool: VerifierPool, time
     pred = normalize_answer(extracted.text) if extracted else ""
     if not pred:
         return Grade(False, "", REASON_NO_ANSWER)
+    boxed = extracted.method == "boxed"
     if len(pred) > MAX_ANSWER_CHARS:
-        return Grade(False, pred[:PRED_CHARS_KEPT], REASON_TOO_LONG)
+        return Grade(False, pred[:PRED_CHARS_KEPT], REASON_TOO_LONG, boxed)
 
     deadline = time.monotonic() + timeout_s
     outcomes = set()
@@ -105,7 +115,7 @@ def grade_response(response: Any, ground_truth: Any, *, pool: VerifierPool, time
             remaining = deadline - time.monotonic()
             outcome = pool.compare(gold, pred, remaining) if remaining > 0 else Outcome.TIMEOUT
         if outcome is Outcome.MATCH:
-            return Grade(True, pred[:PRED_CHARS_KEPT], REASON_CORRECT)
+            return Grade(True, pred[:PRED_CHARS_KEPT], REASON_CORRECT, boxed)
         outcomes.add(outcome)
     if Outcome.TIMEOUT in outcomes:
         reason = REASON_TIMEOUT
@@ -113,7 +123,7 @@ def grade_response(response: Any, ground_truth: Any, *, pool: VerifierPool, time
         reason = REASON_VERIFIER_ERROR
     else:
         reason = REASON_WRONG
-    return Grade(False, pred[:PRED_CHARS_KEPT], reason)
+    return Grade(False, pred[:PRED_CHARS_KEPT], reason, boxed)
 
 
 def accepted_answers(ground_truth: Any) -> list[str]:
@@ -141,8 +151,12 @@ def _as_text(value: Any) -> str:
 
 
 def _quick_outcome(gold: str, pred: str) -> Outcome | None:
-    """Settle the common cases without a subprocess round trip: identical text, or two integers."""
-    if _WHITESPACE.sub("", gold) == _WHITESPACE.sub("", pred):
+    """Settle the common cases without a subprocess round trip: identical text, or two integers.
+
+    Identical means the same words: math-verify reads blanks ("32, 349" is a list, "32,349"
+    a number), so text that differs only in blanks is left to it.
+    """
+    if gold.split() == pred.split():
         return Outcome.MATCH
     if _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(pred):
         return Outcome.MATCH if int(gold) == int(pred) else Outcome.MISMATCH

@@ -19,7 +19,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from sfpo_verl.algorithm import AlphaSchedule, EntropySwitch, SFPOController
 from sfpo_verl.workers import SFPOActorRolloutRefWorker
-from sfpo_verl.workers.sfpo_worker import ALPHA_KEY, ANCHOR_DEVICE_KEY, INNER_STEPS_KEY
+from sfpo_verl.workers.sfpo_worker import ALPHA_KEY, ANCHOR_DEVICE_KEY, INNER_STEPS_KEY, SLOW_CORRECTION_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class SFPOTrainer(PPOTrainerSync):
                 ALPHA_KEY: alpha,
                 INNER_STEPS_KEY: self.sfpo.inner_steps,
                 ANCHOR_DEVICE_KEY: self.config.algorithm.sfpo.anchor_device,
+                SLOW_CORRECTION_KEY: self.config.algorithm.sfpo.slow_correction,
             }
         )
         batch = super()._update_actor(batch, metrics)

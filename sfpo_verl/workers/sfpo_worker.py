@@ -7,7 +7,8 @@
 where one pass is verl's own `TrainingWorker.train_mini_batch` (every mini-batch x
 ppo_epochs, one optimizer step per mini-batch). The driver decides alpha and K each step
 and sends them with the batch (`sfpo_alpha`, `sfpo_inner_steps`); with alpha = 0 or K = 0
-the step is verl's plain pass, unchanged.
+the step is verl's plain pass, unchanged. `sfpo_slow_correction=False` drops the slow pass
+(the paper's "without slow correction" ablation).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sfpo_verl.platform import cpu_platform_selected, init_cpu_process_group
 ALPHA_KEY = "sfpo_alpha"
 INNER_STEPS_KEY = "sfpo_inner_steps"
 ANCHOR_DEVICE_KEY = "sfpo_anchor_device"
+SLOW_CORRECTION_KEY = "sfpo_slow_correction"
 
 
 class SFPOTrainingWorker(TrainingWorker):
@@ -43,10 +45,12 @@ class SFPOTrainingWorker(TrainingWorker):
         alpha = float(tu.pop(data, key=ALPHA_KEY, default=0.0))
         inner_steps = int(tu.pop(data, key=INNER_STEPS_KEY, default=0))
         anchor_device = tu.pop(data, key=ANCHOR_DEVICE_KEY, default="param")
+        slow_correction = bool(tu.pop(data, key=SLOW_CORRECTION_KEY, default=True))
+        settings = {"sfpo/inner_steps": inner_steps, "sfpo/slow_correction": float(slow_correction)}
 
         if alpha == 0.0 or inner_steps == 0:
             output = super().train_mini_batch(data)
-            return _with_metrics(output, {"sfpo/active": 0.0, "sfpo/alpha": 0.0, "sfpo/inner_steps": inner_steps})
+            return _with_metrics(output, {"sfpo/active": 0.0, "sfpo/alpha": 0.0, **settings})
 
         disable_auto_offload = tu.pop(data, key="disable_auto_offload", default=False)
         timings = {}
@@ -57,13 +61,15 @@ class SFPOTrainingWorker(TrainingWorker):
             with _timed(timings, "sfpo/timing_s/snapshot"):
                 local_params = _local_shards(self.engine.module)
                 anchor = ParameterAnchor(local_params, device="cpu" if anchor_device == "cpu" else None)
-                anchor_bytes = anchor.nbytes
+                anchor_bytes, anchor_accelerator_bytes = anchor.nbytes, anchor.accelerator_nbytes
 
-            # Stage I: K fast passes. The LR schedule advances once per training step, so
-            # it is held still here and steps at the end of the slow pass.
-            with _timed(timings, "sfpo/timing_s/fast"), self._lr_scheduler_held():
-                for _ in range(inner_steps):
-                    fast_output = super().train_mini_batch(_pass_data(data))
+            # Stage I: K fast passes. The LR schedule advances once per training step, at the
+            # end of the step's last pass: the slow pass, or without it the last fast pass.
+            with _timed(timings, "sfpo/timing_s/fast"):
+                for k in range(inner_steps):
+                    ends_step = not slow_correction and k == inner_steps - 1
+                    with self._lr_scheduler_held(not ends_step):
+                        fast_output = super().train_mini_batch(_pass_data(data))
 
             # Stage II: reposition theta <- theta0 + alpha (thetaK - theta0), shard-locally.
             with _timed(timings, "sfpo/timing_s/reposition"):
@@ -72,15 +78,20 @@ class SFPOTrainingWorker(TrainingWorker):
                 displacement_norm = _global_norm(sq_displacement, self.engine.module)
 
             # Stage III: one slow pass from the repositioned weights; its metrics are the step's.
-            with _timed(timings, "sfpo/timing_s/slow"):
-                output = super().train_mini_batch(_pass_data(data))
+            # Without slow correction the step ends at the reposition, reporting the last fast pass.
+            if slow_correction:
+                with _timed(timings, "sfpo/timing_s/slow"):
+                    output = super().train_mini_batch(_pass_data(data))
+            else:
+                output = fast_output
 
         sfpo_metrics = {
             "sfpo/active": 1.0,
             "sfpo/alpha": alpha,
-            "sfpo/inner_steps": inner_steps,
+            **settings,
             "sfpo/fast_displacement_norm": displacement_norm,
             "sfpo/anchor_bytes": anchor_bytes,
+            "sfpo/anchor_accelerator_bytes": anchor_accelerator_bytes,
             **timings,
         }
         if fast_output is not None:
@@ -97,8 +108,9 @@ class SFPOTrainingWorker(TrainingWorker):
         return super().train_batch(data)
 
     @contextmanager
-    def _lr_scheduler_held(self):
-        self._hold_lr_scheduler = True
+    def _lr_scheduler_held(self, hold: bool):
+        """Keep the passes run inside from stepping the LR scheduler (when `hold`)."""
+        self._hold_lr_scheduler = hold
         try:
             yield
         finally:
@@ -163,4 +175,11 @@ def _with_metrics(output: TensorDict | None, extra: dict) -> TensorDict | None:
     return output
 
 
-__all__ = ["ALPHA_KEY", "ANCHOR_DEVICE_KEY", "INNER_STEPS_KEY", "SFPOActorRolloutRefWorker", "SFPOTrainingWorker"]
+__all__ = [
+    "ALPHA_KEY",
+    "ANCHOR_DEVICE_KEY",
+    "INNER_STEPS_KEY",
+    "SLOW_CORRECTION_KEY",
+    "SFPOActorRolloutRefWorker",
+    "SFPOTrainingWorker",
+]

@@ -1,0 +1,131 @@
+"""`python -m sfpo_verl.doctor` on this CPU machine: every package's version, the GPU stack
+reported absent with a non-zero exit for a GPU recipe, the plugin registered in a fresh
+process, a recipe's missing paths named, CPU mode passing, and no traceback whatever breaks."""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sfpo_verl import doctor
+from sfpo_verl.data.prepare import TRAIN_FILE
+from sfpo_verl.paper_numbers import BENCHMARKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PACKAGES = ("sfpo-verl", "verl", "torch", "vllm", "flash-attn", "transformers", "ray", "math-verify")
+
+
+def run_doctor(*args: str, **env: str) -> subprocess.CompletedProcess:
+    # A user's shell: no VERL_PLATFORM (conftest sets it for in-process tests) and no recipe paths.
+    base = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "MODEL_PATH", "DATA_DIR")}
+    return subprocess.run(
+        [sys.executable, "-m", "sfpo_verl.doctor", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+def line(output: str, item: str) -> str:
+    """The line of one item: the item's name fills the first column."""
+    (found,) = [text for text in output.splitlines() if text[:17].rstrip() == item]
+    return found
+
+
+@pytest.fixture(scope="module")
+def gpu_check(tmp_path_factory) -> subprocess.CompletedProcess:
+    missing = tmp_path_factory.mktemp("absent")
+    return run_doctor("--model-path", str(missing / "model"), "--data-dir", str(missing / "data"))
+
+
+@pytest.fixture(scope="module")
+def recipe_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    model, data = root / "model", root / "data"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data.mkdir()
+    for name in (TRAIN_FILE, *(f"{benchmark}.parquet" for benchmark in BENCHMARKS)):
+        (data / name).write_bytes(b"")
+    return model, data
+
+
+def test_prints_every_package_version(gpu_check):
+    for distribution in PACKAGES:
+        try:
+            expected = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            expected = "not installed"
+        assert expected in line(gpu_check.stdout, distribution)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="describes a machine without a CUDA device")
+def test_a_gpu_recipe_fails_here_and_the_verdict_points_to_cpu_mode(gpu_check):
+    assert gpu_check.returncode == 1
+    assert "none: torch" in line(gpu_check.stdout, "torch CUDA build")
+    assert "torch has no CUDA" in line(gpu_check.stdout, "CUDA devices")
+    verdict = line(gpu_check.stdout, "verdict")
+    assert "the GPU stack is absent" in verdict
+    assert "CPU mode (trainer.device=cpu, the quickstart: bash scripts/quickstart.sh) is what works here" in verdict
+    assert "bash scripts/setup_gpu.sh" in verdict
+    assert gpu_check.stdout.splitlines()[-1].startswith("verdict ")
+    assert "Traceback" not in gpu_check.stdout + gpu_check.stderr
+
+
+def test_the_plugin_registers_in_a_fresh_process(gpu_check):
+    plugin = line(gpu_check.stdout, "verl plugin")
+    assert plugin.split()[2] == "ok", plugin
+    assert "cpu platform" in plugin and "hf rollout" in plugin
+
+
+def test_missing_recipe_paths_are_named_with_the_command_that_fixes_them(gpu_check):
+    model_line, data_line = line(gpu_check.stdout, "model path"), line(gpu_check.stdout, "data dir")
+    assert "missing" in model_line and "/model does not exist" in model_line
+    assert "missing" in data_line and "/data does not exist" in data_line
+    verdict = line(gpu_check.stdout, "verdict")
+    assert "huggingface-cli download <hub id> --local-dir " in verdict
+    assert "python scripts/prepare_data.py --out-dir " in verdict and "--all-from-hub" in verdict
+
+
+def test_cpu_mode_passes_here_with_the_recipe_inputs_from_the_environment(recipe_inputs):
+    model, data = recipe_inputs
+    result = run_doctor("--cpu", "--json", MODEL_PATH=str(model), DATA_DIR=str(data))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "cpu" and report["ok"] is True
+    status = {item["item"]: item["status"] for item in report["items"]}
+    assert status["verl plugin"] == "ok"  # in CPU mode this includes the CPU engine
+    assert status["model path"] == status["data dir"] == "ok"
+    needed_for = {item["item"]: item["needed_for"] for item in report["items"]}
+    assert needed_for["vllm"] == needed_for["flash-attn"] == ["gpu"]
+    assert "bash scripts/quickstart.sh" in report["verdict"]
+
+
+def test_the_data_dir_check_names_each_missing_file(tmp_path):
+    (tmp_path / TRAIN_FILE).write_bytes(b"")
+    finding = doctor.probe_data_dir(str(tmp_path))
+    assert finding.status == "missing"
+    assert finding.detail == f"{tmp_path} lacks " + ", ".join(f"{b}.parquet" for b in BENCHMARKS)
+
+
+def test_a_broken_probe_becomes_a_line_not_a_traceback(monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(doctor, "probe_cuda_devices", broken)
+    monkeypatch.setattr(doctor, "probe_plugin_registration", broken)
+    monkeypatch.setattr(doctor, "installed_version", broken)
+
+    assert doctor.main(["--cpu"]) == 1  # an unverifiable plugin stops CPU mode
+    output = capsys.readouterr().out
+    for item in ("CUDA devices", "verl plugin", "verl", "torch", "torch CUDA build"):
+        assert line(output, item)[17:].startswith("error   the check itself failed: RuntimeError: probe exploded")
+    assert line(output, "verdict")[17:].startswith("fail    CPU mode cannot run here (")
