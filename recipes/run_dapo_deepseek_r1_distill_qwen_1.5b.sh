@@ -5,7 +5,7 @@
 # entropy switch omega=30 tau=1.0, 400 steps, validation (avg@4) and checkpoint every 5 steps.
 # Reward as in the authors' code: 1 correct, 0.1 for a wrong answer in a box, 0 without a box
 # (validation reads the reward's `acc`, so it stays accuracy); the data, prepared with
-# python -m sfpo_verl.data, carries the authors' prompt by default.
+# python -m sfpo_verl.paper.data, carries the authors' prompt by default.
 #
 # DAPO as verl 0.9.1 expresses it, on top of those settings: clip-higher (eps_high 0.28),
 # token-mean loss, dynamic sampling (algorithm.filter_groups on the reward's `acc`: groups whose
@@ -97,7 +97,7 @@ sfpo_launch "$RUN_DIR" \
     actor_rollout_ref.rollout.val_kwargs.do_sample=True \
     actor_rollout_ref.rollout.val_kwargs.temperature=1.0 \
     actor_rollout_ref.rollout.val_kwargs.top_p=0.7 \
-    reward.custom_reward_function.path=pkg://sfpo_verl.reward.math_reward \
+    reward.custom_reward_function.path=pkg://sfpo_verl.paper.reward.math_reward \
     reward.custom_reward_function.name=compute_score \
     +reward.custom_reward_function.reward_kwargs.format_score=0.1 \
     reward.reward_manager.name=dapo \

@@ -5,7 +5,7 @@
 # entropy switch omega=30 tau=1.0, 400 steps, validation (avg@4) and checkpoint every 5 steps.
 # Reward as in the authors' code: 1 correct, 0.1 for a wrong answer in a box, 0 without a box
 # (validation reads the reward's `acc`, so it stays accuracy); the data, prepared with
-# python -m sfpo_verl.data, carries the authors' prompt by default.
+# python -m sfpo_verl.paper.data, carries the authors' prompt by default.
 #
 # Arms: ALGO=sfpo (default) or ALGO=grpo (the baseline); they differ only in algorithm.name.
 # Anything after the script name is a Hydra override, applied last, e.g.
@@ -86,7 +86,7 @@ sfpo_launch "$RUN_DIR" \
     actor_rollout_ref.rollout.val_kwargs.do_sample=True \
     actor_rollout_ref.rollout.val_kwargs.temperature=1.0 \
     actor_rollout_ref.rollout.val_kwargs.top_p=0.7 \
-    reward.custom_reward_function.path=pkg://sfpo_verl.reward.math_reward \
+    reward.custom_reward_function.path=pkg://sfpo_verl.paper.reward.math_reward \
     reward.custom_reward_function.name=compute_score \
     +reward.custom_reward_function.reward_kwargs.format_score=0.1 \
     trainer.logger="$LOGGERS" \

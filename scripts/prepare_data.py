@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prepare the paper's training and evaluation data as verl parquet; see `--help`.
 
-Same as `python -m sfpo_verl.data`; the logic lives in sfpo_verl/data/prepare.py.
+Same as `python -m sfpo_verl.paper.data`; the logic lives in sfpo_verl/paper/data/prepare.py.
 """
 
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from sfpo_verl.data.prepare import main  # noqa: E402
+from sfpo_verl.paper.data.prepare import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

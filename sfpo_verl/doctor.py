@@ -220,14 +220,14 @@ def print_registration_report() -> None:
         return "cpu" in EngineRegistry._engines.get("language_model", {}).get("fsdp2", {})
 
     def hf_rollout() -> bool:
-        from sfpo_verl.rollout.registration import registered
+        from sfpo_verl.cpu.rollout.registration import registered
 
         return registered()
 
     def sfpo_trainer() -> bool:
         # The trainer and worker subclass verl's classes: they import only against a matching verl.
-        import sfpo_verl.trainer.sfpo_trainer  # noqa: F401
-        import sfpo_verl.workers.sfpo_worker  # noqa: F401
+        import sfpo_verl.core.trainer.sfpo_trainer  # noqa: F401
+        import sfpo_verl.core.workers.sfpo_worker  # noqa: F401
 
         return True
 
@@ -255,8 +255,8 @@ def probe_model_path(path: str | None) -> Finding:
 def probe_data_dir(path: str | None) -> Finding:
     if not path:
         return Finding("data dir", SKIPPED, "not checked: give --data-dir or set DATA_DIR")
-    from sfpo_verl.data.prepare import TRAIN_FILE
-    from sfpo_verl.paper_numbers import BENCHMARKS
+    from sfpo_verl.paper.data.prepare import TRAIN_FILE
+    from sfpo_verl.paper.numbers import BENCHMARKS
 
     # The files every recipe reads from DATA_DIR (recipes/_common.sh), as prepare_data writes them.
     expected = [TRAIN_FILE, *(f"{name}.parquet" for name in BENCHMARKS)]

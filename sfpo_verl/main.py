@@ -1,6 +1,6 @@
 """Entry point: `python -m sfpo_verl.main [hydra overrides]`, verl's main_ppo with SFPO.
 
-The config is sfpo_verl/trainer/config/sfpo_trainer.yaml (verl's ppo_trainer + the SFPO
+The config is sfpo_verl/core/trainer/config/sfpo_trainer.yaml (verl's ppo_trainer + the SFPO
 section). `algorithm.name=grpo` runs the baseline arm through the same code path.
 """
 
@@ -11,8 +11,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sfpo_verl.preflight import RunInputError, check_run_inputs
-from sfpo_verl.trainer.config import SFPOConfigError, validate_sfpo_config
+from sfpo_verl.core.preflight import RunInputError, check_run_inputs
+from sfpo_verl.core.trainer.config import SFPOConfigError, validate_sfpo_config
 
 
 def run_sfpo(config: DictConfig) -> None:
@@ -26,18 +26,18 @@ def run_sfpo(config: DictConfig) -> None:
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
-    from sfpo_verl.platform.cpu_run import configure_cpu_run
+    from sfpo_verl.cpu.platform.cpu_run import configure_cpu_run
 
     if not configure_cpu_run(config):  # True when trainer.device=cpu
         auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
-    from sfpo_verl.trainer.task_runner import SFPOTaskRunner
+    from sfpo_verl.core.trainer.task_runner import SFPOTaskRunner
 
     run_ppo(config, task_runner_class=SFPOTaskRunner)
 
 
-@hydra.main(config_path="trainer/config", config_name="sfpo_trainer", version_base=None)
+@hydra.main(config_path="core/trainer/config", config_name="sfpo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
     try:
         run_sfpo(config)

@@ -5,8 +5,8 @@ platform and CPU FSDP2 engine (used only when ``VERL_PLATFORM=cpu``), and the ``
 rollout backend (``actor_rollout_ref.rollout.name=hf``).
 """
 
-from sfpo_verl.platform import register as _register_platform
-from sfpo_verl.rollout import register as _register_rollout
+from sfpo_verl.cpu.platform import register as _register_platform
+from sfpo_verl.cpu.rollout import register as _register_rollout
 
 _register_platform()
 _register_rollout()

@@ -15,7 +15,7 @@ Arms, 3 steps each (one trainer launch each):
 On CUDA the settings are verl's GPU defaults (FSDP2, bf16 compute over fp32 master weights,
 flash-attention and packed sequences when flash-attn is installed) with the vLLM rollout
 (`--rollout hf` swaps in this package's host-memory rollout); on the CPU they are the
-quickstart's (sfpo_verl/quickstart/quickstart.yaml) with two trainer ranks for `sfpo`.
+quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml) with two trainer ranks for `sfpo`.
 
 Checks: alpha > 0 on every SFPO step and 0 on every GRPO step; after an update, the rollout's
 log-probs agree with the actor's (weight sync works); the resume; the anchor's accelerator
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import yaml
 
-from sfpo_verl.quickstart.run import DEFAULT_CONFIG, REWARD_FILE, merge_overrides
-from sfpo_verl.task.build import TaskPaths, TaskSettings, build_task
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, REWARD_FILE, merge_overrides
+from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 STEPS = 3
 SAVE_STEP = 2
@@ -224,7 +224,7 @@ def check_arm(arm: Arm, steps: dict[int, dict], device: str) -> dict[str, dict]:
 
 def check_rewards(arm_dir: Path) -> dict:
     """Every dumped rollout's score equals the task's reward of its generated text."""
-    from sfpo_verl.task.reward import compute_score
+    from sfpo_verl.cpu.task.reward import compute_score
 
     samples = [json.loads(line) for f in sorted((arm_dir / "rollouts").glob("*.jsonl"))
                for line in f.read_text().splitlines()]

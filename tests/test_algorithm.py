@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfpo_verl.algorithm import AlphaSchedule, EntropySwitch, ParameterAnchor, SFPOController
+from sfpo_verl.core.algorithm import AlphaSchedule, EntropySwitch, ParameterAnchor, SFPOController
 
 
 def _params(seed=0):

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sfpo_verl.analysis.cli import main
-from sfpo_verl.analysis.efficiency import compare_runs, validation_accuracy
-from sfpo_verl.analysis.plots import PANELS, plot_curves
-from sfpo_verl.analysis.runs import RunError, load_run
+from sfpo_verl.paper.analysis.cli import main
+from sfpo_verl.paper.analysis.efficiency import compare_runs, validation_accuracy
+from sfpo_verl.paper.analysis.plots import PANELS, plot_curves
+from sfpo_verl.paper.analysis.runs import RunError, load_run
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,10 +9,10 @@ import ray
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from verl.utils.config import omega_conf_to_dataclass
-from sfpo_verl.local_actor import CONFIG_DIR
+from sfpo_verl.core.local_actor import CONFIG_DIR
 
 from sfpo_verl.main import run_sfpo
-from sfpo_verl.trainer.config import SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
+from sfpo_verl.core.trainer.config import SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
 
 
 def compose_cfg(*overrides):
@@ -179,7 +179,7 @@ def test_cli_bad_input_exits_with_the_message():
 
 
 def test_missing_model_folder_is_refused_before_ray_starts(tmp_path):
-    from sfpo_verl.preflight import RunInputError
+    from sfpo_verl.core.preflight import RunInputError
 
     config = compose_cfg(f"actor_rollout_ref.model.path={tmp_path}/no_such_model")
     with pytest.raises(RunInputError, match="actor_rollout_ref.model.path"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.local_actor import CONFIG_DIR
-from sfpo_verl.platform.cpu_run import CPURunConfigError, configure_cpu_run, find_gpu_only_options, ray_resources_for
+from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.cpu.platform.cpu_run import CPURunConfigError, configure_cpu_run, find_gpu_only_options, ray_resources_for
 
 CPU_READY = [
     "trainer.device=cpu",

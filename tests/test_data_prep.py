@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sfpo_verl.data.prepare import DataPreparationError, main, prepare
-from sfpo_verl.data.prompt import DEFAULT_TEMPLATE, build_prompt
-from sfpo_verl.data.records import read_records
-from sfpo_verl.data.sources import EVAL_SOURCES, SOURCES, TRAIN_SOURCES
-from sfpo_verl.paper_numbers import BENCHMARKS
+from sfpo_verl.paper.data.prepare import DataPreparationError, main, prepare
+from sfpo_verl.paper.data.prompt import DEFAULT_TEMPLATE, build_prompt
+from sfpo_verl.paper.data.records import read_records
+from sfpo_verl.paper.data.sources import EVAL_SOURCES, SOURCES, TRAIN_SOURCES
+from sfpo_verl.paper.numbers import BENCHMARKS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from sfpo_verl import doctor
-from sfpo_verl.data.prepare import TRAIN_FILE
-from sfpo_verl.paper_numbers import BENCHMARKS
+from sfpo_verl.paper.data.prepare import TRAIN_FILE
+from sfpo_verl.paper.numbers import BENCHMARKS
 
 ROOT = Path(__file__).resolve().parents[1]
 

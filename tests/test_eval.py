@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sfpo_verl.eval.cli import main
-from sfpo_verl.eval.metrics import pass_at_k, reported_ks
-from sfpo_verl.paper_numbers import EFFICIENCY, TABLE1, canonical_benchmark, find_paper_model
+from sfpo_verl.paper.eval.cli import main
+from sfpo_verl.paper.eval.metrics import pass_at_k, reported_ks
+from sfpo_verl.paper.numbers import EFFICIENCY, TABLE1, canonical_benchmark, find_paper_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DUMPS = FIXTURES / "val_generations"

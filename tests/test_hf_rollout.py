@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from sfpo_verl.rollout.generator import BatchGenerator, SamplingSettings
+from sfpo_verl.cpu.rollout.generator import BatchGenerator, SamplingSettings
 
 VOCAB, EOS, PAD = 16, 1, 0
 
@@ -132,8 +132,8 @@ def test_registration_resolves_hf_on_both_sides():
     from verl.workers.rollout.base import get_rollout_class
     from verl.workers.rollout.replica import get_rollout_replica_class
 
-    from sfpo_verl.rollout.adapter import HFServerAdapter
-    from sfpo_verl.rollout.replica import HFRolloutReplica
+    from sfpo_verl.cpu.rollout.adapter import HFServerAdapter
+    from sfpo_verl.cpu.rollout.replica import HFRolloutReplica
 
     assert get_rollout_class("hf", "async") is HFServerAdapter
     assert get_rollout_replica_class("hf") is HFRolloutReplica
@@ -159,10 +159,10 @@ def test_server_serves_concurrent_requests_and_loads_weights_in_place(tmp_path):
     from omegaconf import OmegaConf
     from verl.workers.config import HFModelConfig, RolloutConfig
 
-    from sfpo_verl.rollout.server import HFRolloutServer
-    from sfpo_verl.task.model import ModelSize, build_model, prompt_ids
-    from sfpo_verl.task.arithmetic import Problem
-    from sfpo_verl.task.tokenizer import build_tokenizer
+    from sfpo_verl.cpu.rollout.server import HFRolloutServer
+    from sfpo_verl.cpu.task.model import ModelSize, build_model, prompt_ids
+    from sfpo_verl.cpu.task.arithmetic import Problem
+    from sfpo_verl.cpu.task.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, ModelSize(hidden_size=16, intermediate_size=32, num_attention_heads=2), seed=0)

@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sfpo_verl.reward import math_reward
-from sfpo_verl.reward.answer_extraction import extract_final_answer, last_boxed_content, normalize_answer
-from sfpo_verl.reward.math_reward import compute_score, grade_response
-from sfpo_verl.reward.verifier_pool import VerifierPool, VerifierUnavailable
+from sfpo_verl.paper.reward import math_reward
+from sfpo_verl.paper.reward.answer_extraction import extract_final_answer, last_boxed_content, normalize_answer
+from sfpo_verl.paper.reward.math_reward import compute_score, grade_response
+from sfpo_verl.paper.reward.verifier_pool import VerifierPool, VerifierUnavailable
 
 # (response, ground truth, correct?) — each checked by hand, not copied from the output.
 ANSWER_TABLE = [
@@ -237,7 +237,7 @@ def test_verl_loads_the_reward_function_with_its_kwargs():
         {
             "reward": {
                 "custom_reward_function": {
-                    "path": "pkg://sfpo_verl.reward.math_reward",
+                    "path": "pkg://sfpo_verl.paper.reward.math_reward",
                     "name": "compute_score",
                     "reward_kwargs": {"timeout_s": 1.5, "format_score": 0.1},
                 }

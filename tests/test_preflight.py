@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from sfpo_verl.preflight import RunInputError, check_run_inputs
-from sfpo_verl.task.arithmetic import write_datasets
+from sfpo_verl.core.preflight import RunInputError, check_run_inputs
+from sfpo_verl.cpu.task.arithmetic import write_datasets
 
 
 def run_config(model_path, train, val):
@@ -31,7 +31,7 @@ def test_usable_inputs_pass(task):
 
 def test_missing_model_folder_names_the_option_and_the_builder(task, tmp_path):
     _, data = task
-    with pytest.raises(RunInputError, match=r"actor_rollout_ref.model.path=.*sfpo_verl.task.build"):
+    with pytest.raises(RunInputError, match=r"actor_rollout_ref.model.path=.*sfpo_verl.cpu.task.build"):
         check_run_inputs(run_config(tmp_path / "nowhere", data["train"], data["val"]))
 
 

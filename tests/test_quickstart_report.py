@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from sfpo_verl.quickstart.report import read_arm, summary_markdown, write_report
-from sfpo_verl.quickstart.run import hydra_value, merge_overrides
+from sfpo_verl.cpu.quickstart.report import read_arm, summary_markdown, write_report
+from sfpo_verl.cpu.quickstart.run import hydra_value, merge_overrides
 
 VAL = "val-core/sfpo_arithmetic/acc/mean@2"
 

@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 import sfpo_verl
-from sfpo_verl.paper_numbers import BENCHMARKS, TABLE1
+from sfpo_verl.paper.numbers import BENCHMARKS, TABLE1
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "trainer" / "config")
+CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "core" / "trainer" / "config")
 
 # recipe -> (paper model, max prompt, max response, alpha)
 PAPER_RECIPES = {
@@ -136,7 +136,7 @@ def test_paper_settings(recipe, configs, inputs):
     assert (rollout.val_kwargs.do_sample, rollout.val_kwargs.temperature) == (True, 1.0)
     assert (trainer.total_training_steps, trainer.test_freq, trainer.save_freq) == (400, 5, 5)
     assert (trainer.nnodes, trainer.n_gpus_per_node) == (1, 8)
-    assert config.reward.custom_reward_function.path == "pkg://sfpo_verl.reward.math_reward"
+    assert config.reward.custom_reward_function.path == "pkg://sfpo_verl.paper.reward.math_reward"
     assert config.reward.custom_reward_function.reward_kwargs == {"format_score": 0.1}  # the authors' reward
     assert config.data.train_files == str(inputs / "data" / "train.parquet")
     assert list(config.data.val_files) == [str(inputs / "data" / f"{name}.parquet") for name in BENCHMARKS]
@@ -175,7 +175,7 @@ def test_dapo_recipe_is_dapo(configs):
 def test_dapo_reward_manager_and_group_filter_accept_the_config(configs):
     from verl.experimental.reward_loop.reward_manager.dapo import DAPORewardManager
 
-    from sfpo_verl.reward import compute_score
+    from sfpo_verl.paper.reward import compute_score
 
     config = configs[(DAPO_RECIPE, "sfpo")]
     manager = DAPORewardManager(config, tokenizer=None, compute_score=compute_score)

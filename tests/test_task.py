@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from sfpo_verl.task.arithmetic import REQUIRED_COLUMNS, Problem, all_problems, parse_answer, write_datasets
-from sfpo_verl.task.model import ModelSize, build_model, prompt_ids
-from sfpo_verl.task.reward import compute_score
-from sfpo_verl.task.tokenizer import build_tokenizer
+from sfpo_verl.cpu.task.arithmetic import REQUIRED_COLUMNS, Problem, all_problems, parse_answer, write_datasets
+from sfpo_verl.cpu.task.model import ModelSize, build_model, prompt_ids
+from sfpo_verl.cpu.task.reward import compute_score
+from sfpo_verl.cpu.task.tokenizer import build_tokenizer
 
 
 def test_datasets_have_verls_columns_and_every_problem(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
-from sfpo_verl.local_actor import (
+from sfpo_verl.core.local_actor import (
     build_random_qwen2,
     compose_config,
     free_port,
@@ -32,7 +32,7 @@ from sfpo_verl.local_actor import (
     with_old_log_probs,
 )
 
-import sfpo_verl.workers.sfpo_worker as sfpo_worker
+import sfpo_verl.core.workers.sfpo_worker as sfpo_worker
 
 NEAR_EXACT = dict(rtol=1e-5, atol=1e-5)
 MINI_BATCH = 4  # 8 sequences -> 2 optimizer steps per pass

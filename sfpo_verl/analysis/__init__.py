@@ -1,1 +1,0 @@
-"""Run analysis: curves and the paper's efficiency measures (`python -m sfpo_verl.analysis`, see cli)."""

@@ -1,0 +1,121 @@
+"""verl's v1 synchronous trainer with the SFPO actor update.
+
+Rollout, reward, reference model, GRPO advantage and weight sync are verl's, untouched.
+This subclass only (1) builds the actor with the SFPO worker, (2) decides each step's
+alpha on the driver and sends it with the batch, (3) feeds the entropy switch and logs the
+SFPO metrics, and (4) saves/restores the switch state with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import ray
+from omegaconf import open_dict
+from verl.trainer.ppo.utils import Role
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+from sfpo_verl.core.algorithm import AlphaSchedule, EntropySwitch, SFPOController
+from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
+from sfpo_verl.core.workers.sfpo_worker import ALPHA_KEY, ANCHOR_DEVICE_KEY, INNER_STEPS_KEY, SLOW_CORRECTION_KEY
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "sfpo_state.json"
+# The switch watches the entropy of the step's update pass, as the authors' code does.
+ENTROPY_METRIC = "actor/entropy_loss"
+# Roles verl builds from ActorRolloutRefWorker (a standalone ref worker needs the subclass's
+# CPU process-group start too; SFPO itself only acts in the actor roles).
+_HYBRID_WORKER_ROLES = (Role.Actor, Role.ActorRollout, Role.ActorRolloutRef, Role.RefPolicy)
+
+
+def build_controller(algorithm_config) -> SFPOController:
+    """The driver-side controller for `algorithm` (the grpo arm: alpha is always 0)."""
+    sfpo = algorithm_config.sfpo
+    alpha0 = float(sfpo.alpha) if algorithm_config.name == "sfpo" else 0.0
+    switch_config = sfpo.entropy_switch
+    switch = (
+        EntropySwitch(switch_config.window, float(switch_config.threshold), switch_config.two_sided)
+        if switch_config.enable and alpha0 > 0
+        else None
+    )
+    schedule = AlphaSchedule(alpha0, sfpo.alpha_schedule, sfpo.schedule_steps)
+    return SFPOController(schedule, inner_steps=int(sfpo.inner_steps), switch=switch)
+
+
+class SFPOTrainer(PPOTrainerSync):
+    """PPOTrainerSync whose actor update is SFPO's (algorithm.name=sfpo) or verl's (grpo)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.sfpo = build_controller(config.algorithm)
+        if self.sfpo.switch is not None:
+            # the switch needs the update's entropy metric, which verl computes only on request
+            with open_dict(config):
+                config.actor_rollout_ref.actor.calculate_entropy = True
+
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        for role in _HYBRID_WORKER_ROLES:
+            if role in self.role_worker_mapping:
+                self.role_worker_mapping[role] = ray.remote(SFPOActorRolloutRefWorker)
+
+    def _update_actor(self, batch, metrics: dict):
+        step = self.global_steps
+        alpha = self.sfpo.alpha(step)
+        batch.extra_info.update(
+            {
+                ALPHA_KEY: alpha,
+                INNER_STEPS_KEY: self.sfpo.inner_steps,
+                ANCHOR_DEVICE_KEY: self.config.algorithm.sfpo.anchor_device,
+                SLOW_CORRECTION_KEY: self.config.algorithm.sfpo.slow_correction,
+            }
+        )
+        batch = super()._update_actor(batch, metrics)
+
+        # verl prefixes every worker metric with "actor/"; SFPO's live under "sfpo/".
+        for key in [k for k in metrics if k.startswith("actor/sfpo/")]:
+            metrics[key.removeprefix("actor/")] = metrics.pop(key)
+
+        if self.sfpo.switch is not None and not self.sfpo.switch_fired:
+            if ENTROPY_METRIC not in metrics:
+                raise RuntimeError(
+                    f"the entropy switch needs the metric {ENTROPY_METRIC!r}, which the actor update did not "
+                    "return; set actor_rollout_ref.actor.calculate_entropy=true"
+                )
+            if self.sfpo.observe_entropy(step, metrics[ENTROPY_METRIC]):
+                logger.warning("SFPO entropy switch fired at step %d: plain GRPO steps from now on", step)
+                print(f"[sfpo] entropy switch fired at step {step}: alpha = 0 from step {step + 1} on")
+        if self.sfpo.switch is not None:
+            metrics["sfpo/switch_fired"] = float(self.sfpo.switch_fired)
+            if self.sfpo.switch.last_zscore is not None:
+                metrics["sfpo/entropy_zscore"] = self.sfpo.switch.last_zscore
+        return batch
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        with open(os.path.join(folder, STATE_FILE), "w") as f:
+            json.dump({"global_step": self.global_steps, **self.sfpo.state_dict()}, f, indent=2)
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps == 0:
+            return
+        trainer = self.config.trainer
+        if trainer.resume_mode == "resume_path":
+            folder = trainer.resume_from_path
+        else:
+            folder = os.path.join(trainer.default_local_dir, f"global_step_{self.global_steps}")
+        path = os.path.abspath(os.path.join(folder, STATE_FILE))
+        if not os.path.exists(path):
+            # Not fatal (e.g. a checkpoint written by verl's own trainer), but never silent:
+            # the switch restarts with an empty window.
+            logger.warning("no SFPO state at %s: the entropy switch restarts with an empty window", path)
+            print(f"[sfpo] WARNING: resuming without SFPO state ({path} missing); the entropy switch restarts")
+            return
+        with open(path) as f:
+            self.sfpo.load_state_dict(json.load(f))
+        print(f"[sfpo] restored SFPO state from {path}: switch fired = {self.sfpo.switch_fired}")

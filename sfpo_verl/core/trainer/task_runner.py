@@ -1,0 +1,46 @@
+"""The Ray task runner that drives SFPOTrainer (verl's TaskRunnerV1 with our trainer)."""
+
+from __future__ import annotations
+
+from pprint import pprint
+
+import ray
+from omegaconf import DictConfig, OmegaConf
+from verl.trainer.main_ppo import TaskRunnerV1
+from verl.utils.logging_utils import configure_verl_logging
+
+
+@ray.remote
+class SFPOTaskRunner(TaskRunnerV1.__ray_actor_class__):
+    """TaskRunnerV1 whose trainer is SFPOTrainer; the agent-loop set-up is inherited.
+
+    verl's `run` looks the trainer up by `trainer.v1.trainer_mode`, and the sync mode's name
+    also switches behaviour inside the trainer, so the trainer class is chosen here instead.
+    """
+
+    def run(self, config: DictConfig):
+        import transfer_queue as tq
+
+        from sfpo_verl.core.trainer.sfpo_trainer import SFPOTrainer
+
+        configure_verl_logging()
+        config.transfer_queue.enable = True
+        pprint(OmegaConf.to_container(config, resolve=True))
+        OmegaConf.resolve(config)
+        self.config = config
+
+        tq.init(config.transfer_queue)
+        succeeded = False
+        try:
+            self.trainer = SFPOTrainer(config=config)
+            self.trainer.init()
+            self.init_agent_loop_manager()
+            self.trainer.fit(self.agent_loop_manager)
+            succeeded = True
+        finally:
+            try:
+                tracking = getattr(self.trainer, "logger", None)
+                if tracking is not None:
+                    tracking.finish(exit_code=0 if succeeded else 1)
+            finally:
+                tq.close()

@@ -1,0 +1,185 @@
+"""Run the CPU quickstart: build the task if absent, train each arm through
+`python -m sfpo_verl.main` with identical settings (only `algorithm.name` differs), then
+write the plot and the summary.
+
+    python -m sfpo_verl.cpu.quickstart.run [--config YAML] [verl overrides ...]
+
+Defaults live in quickstart.yaml beside this file; command-line overrides replace the
+yaml's value for the same key and otherwise pass through to verl unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from sfpo_verl.cpu.quickstart.report import read_arm, write_report
+from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
+
+DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
+REWARD_FILE = Path(__file__).resolve().parents[1] / "task" / "reward.py"
+
+
+def hydra_value(value) -> str:
+    """A yaml value written as a Hydra override value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def merge_overrides(defaults: dict, command_line: list[str]) -> list[str]:
+    """Hydra overrides: the yaml's, each replaced by a command-line one for the same key,
+    then the remaining command-line ones in their order."""
+    given = {}
+    for override in command_line:
+        if "=" not in override:
+            raise ValueError(f"Not a verl override (key=value): {override!r}")
+        key, value = override.split("=", 1)
+        given[key.lstrip("+~")] = override
+    merged = []
+    for key, value in defaults.items():
+        merged.append(given.pop(key.lstrip("+"), f"{key}={hydra_value(value)}"))
+    return merged + list(given.values())
+
+
+def arm_overrides(base: list[str], arm: str, task: TaskPaths, arm_dir: Path) -> list[str]:
+    """The per-arm settings the runner owns, ahead of the user's (which win on conflict)."""
+    owned = [
+        f"algorithm.name={arm}",
+        f"trainer.experiment_name={arm}",
+        f"trainer.default_local_dir={arm_dir / 'checkpoints'}",
+        f"data.train_files={task.train}",
+        f"data.val_files={task.val}",
+        f"actor_rollout_ref.model.path={task.model}",
+        f"reward.custom_reward_function.path={REWARD_FILE}",
+        "reward.custom_reward_function.name=compute_score",
+    ]
+    return merge_overrides({o.split("=", 1)[0]: o.split("=", 1)[1] for o in owned}, base)
+
+
+def rollouts_per_step(overrides: list[str]) -> int:
+    values = dict(o.lstrip("+").split("=", 1) for o in overrides)
+    return int(values["data.train_batch_size"]) * int(values["actor_rollout_ref.rollout.n"])
+
+
+def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int) -> dict:
+    """Train one arm; verl's full output goes to train.log, a progress line per step to stdout."""
+    arm_dir.mkdir(parents=True, exist_ok=True)
+    metrics = arm_dir / "metrics.jsonl"
+    metrics.unlink(missing_ok=True)
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), PYTHONUNBUFFERED="1")
+    # A private Ray temp dir: this run starts (and, on exit, stops) its own local cluster.
+    ray_tmp = tempfile.mkdtemp(prefix="sfpo-ray-")
+    env["RAY_TMPDIR"] = ray_tmp
+    start = time.time()
+    with open(arm_dir / "train.log", "w") as log:
+        print(f"[{arm}] training ({total_steps} steps); verl's log: {arm_dir / 'train.log'}", flush=True)
+        process = subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=log,
+                                   stderr=subprocess.STDOUT, env=env)
+        watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start)
+        watcher.start()
+        returncode = process.wait()
+        watcher.stop()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    seconds = time.time() - start
+    if returncode != 0:
+        raise RuntimeError(f"The {arm} arm failed (exit {returncode}); see {arm_dir / 'train.log'}")
+    print(f"[{arm}] done in {seconds:.0f}s, peak memory of its processes {watcher.peak_rss_gb:.1f} GiB", flush=True)
+    return {"wall_seconds": round(seconds, 1), "peak_rss_gib": round(watcher.peak_rss_gb, 2)}
+
+
+class _ProgressWatcher(threading.Thread):
+    """Prints each new step of verl's metrics file, and samples the run's total memory."""
+
+    def __init__(self, arm: str, metrics: Path, pid: int, total_steps: int, start: float):
+        super().__init__(daemon=True)
+        self.arm, self.metrics, self.pid, self.total, self.start_time = arm, metrics, pid, total_steps, start
+        self.peak_rss_gb = 0.0
+        self._stopping = threading.Event()
+        self._lines_seen = 0
+
+    def run(self):
+        while not self._stopping.wait(2.0):
+            self._sample_memory()
+            self._print_new_steps()
+        self._print_new_steps()
+
+    def stop(self):
+        self._stopping.set()
+        self.join()
+
+    def _print_new_steps(self):
+        if not self.metrics.exists():
+            return
+        lines = self.metrics.read_text().splitlines()
+        for line in lines[self._lines_seen:]:
+            record = json.loads(line)
+            data = record["data"]
+            parts = [f"[{self.arm}] step {record['step']}/{self.total}"]
+            if "critic/score/mean" in data:
+                parts.append(f"reward {data['critic/score/mean']:.3f}")
+            val = [v for k, v in data.items() if k.startswith("val-core/") and "/acc/mean@" in k]
+            if val:
+                parts.append(f"val acc {sum(val) / len(val):.3f}")
+            if "sfpo/alpha" in data:
+                parts.append(f"alpha {data['sfpo/alpha']:.2f}")
+            parts.append(f"({time.time() - self.start_time:.0f}s)")
+            print("  ".join(parts), flush=True)
+        self._lines_seen = len(lines)
+
+    def _sample_memory(self):
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            processes = [root, *root.children(recursive=True)]
+            rss = sum(p.memory_info().rss for p in processes if p.is_running())
+        except psutil.Error:
+            return
+        self.peak_rss_gb = max(self.peak_rss_gb, rss / 2**30)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="quickstart yaml (default: %(default)s)")
+    args, verl_overrides = parser.parse_known_args(argv)
+    config = yaml.safe_load(args.config.read_text())
+
+    out_dir = Path(config["output_dir"])
+    start = time.time()
+    manifest = build_task(Path(config["task_dir"]), TaskSettings(**config["task"]))
+    task = TaskPaths(Path(config["task_dir"]))
+    base = merge_overrides(config["verl"], verl_overrides)
+    total_steps = int(dict(o.lstrip("+").split("=", 1) for o in base)["trainer.total_training_steps"])
+
+    runs, arms = {}, []
+    for arm in config["arms"]:
+        arm_dir = out_dir / arm
+        overrides = arm_overrides(base, arm, task, arm_dir.resolve())
+        runs[arm] = run_arm(arm, overrides, arm_dir, total_steps)
+        arms.append(read_arm(arm, arm_dir / "metrics.jsonl", rollouts_per_step(overrides)))
+    png, md = write_report(arms, out_dir, config["baseline"], start_accuracy=manifest["start_accuracy"])
+    runs["total_wall_seconds"] = round(time.time() - start, 1)
+    (out_dir / "runs.json").write_text(json.dumps(runs, indent=2))
+    print(md.read_text())
+    print(f"Plot: {png}\nSummary: {md}\nTotal time: {runs['total_wall_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,0 @@
-import sys
-
-from sfpo_verl.data.prepare import main
-
-sys.exit(main())

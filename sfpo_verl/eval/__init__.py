@@ -1,1 +1,0 @@
-"""Benchmark evaluation of generations: `python -m sfpo_verl.eval` (see cli)."""

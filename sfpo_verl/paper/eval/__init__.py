@@ -1,0 +1,1 @@
+"""Benchmark evaluation of generations: `python -m sfpo_verl.paper.eval` (see cli)."""
