@@ -95,10 +95,12 @@ class SFPOTrainer(PPOTrainerSync):
         return batch
 
     def _save_checkpoint(self):
-        super()._save_checkpoint()
+        # The SFPO state goes into the step's folder atomically and before verl writes its
+        # tracker (latest_checkpointed_iteration.txt), which is what makes a checkpoint count:
+        # a run killed at any moment resumes from a checkpoint whose state is complete.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-        with open(os.path.join(folder, STATE_FILE), "w") as f:
-            json.dump({"global_step": self.global_steps, **self.sfpo.state_dict()}, f, indent=2)
+        write_atomically(os.path.join(folder, STATE_FILE), {"global_step": self.global_steps, **self.sfpo.state_dict()})
+        super()._save_checkpoint()
 
     def _load_checkpoint(self):
         super()._load_checkpoint()
@@ -116,6 +118,41 @@ class SFPOTrainer(PPOTrainerSync):
             logger.warning("no SFPO state at %s: the entropy switch restarts with an empty window", path)
             print(f"[sfpo] WARNING: resuming without SFPO state ({path} missing); the entropy switch restarts")
             return
-        with open(path) as f:
-            self.sfpo.load_state_dict(json.load(f))
+        self.sfpo.load_state_dict(read_state(path, self.global_steps))
         print(f"[sfpo] restored SFPO state from {path}: switch fired = {self.sfpo.switch_fired}")
+
+
+class SFPOStateError(RuntimeError):
+    """A checkpoint's SFPO state cannot be used; the message says which file and what to do."""
+
+
+def write_atomically(path: str, state: dict) -> None:
+    """Write `state` as JSON to `path` through a temporary file and a rename: readers see the
+    old file or the whole new one, never a part."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        json.dump(state, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def read_state(path: str, step: int) -> dict:
+    """The SFPO state saved at `step`, or SFPOStateError naming the file and the way out."""
+    way_out = (
+        "resume from another checkpoint (trainer.resume_mode=resume_path "
+        "trainer.resume_from_path=<checkpoint dir>/global_step_M), or delete that checkpoint folder"
+    )
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except (OSError, ValueError) as error:
+        raise SFPOStateError(f"cannot read the SFPO state {path} ({error}): {way_out}") from error
+    if not isinstance(state, dict) or not {"global_step", "switch"} <= state.keys():
+        raise SFPOStateError(f"{path} is not an SFPO state file (no global_step/switch): {way_out}")
+    if state["global_step"] != step:
+        raise SFPOStateError(
+            f"{path} holds the SFPO state of step {state['global_step']}, but the checkpoint is step {step}: {way_out}"
+        )
+    return state
