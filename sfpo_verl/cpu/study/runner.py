@@ -1,0 +1,84 @@
+"""Runs a study's arms x seeds through `python -m sfpo_verl.main`, one run after another.
+
+Resumable: a finished run leaves `done.json` in its folder and is skipped next time; a run
+without it (killed, or failed) starts again from scratch. A failed run is reported with its
+log and the other runs go on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sfpo_verl.cpu.quickstart.run import arm_overrides, hydra_value, merge_overrides, run_arm
+from sfpo_verl.cpu.task.build import TaskPaths
+
+DONE_FILE = "done.json"
+SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed")  # data order and rollout sampling
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    arm: str
+    seed: int
+    folder: Path
+    overrides: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm} seed {self.seed}"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "train.log"
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / DONE_FILE).exists()
+
+
+def plan_runs(base: list[str], arms: dict[str, dict], seeds: list[int], task: TaskPaths, out_dir: Path) -> list[RunSpec]:
+    """Every (seed, arm) run, seeds outermost so an interrupted study has whole seeds done.
+    `base` holds the quickstart's verl settings with the user's overrides; each arm's settings
+    and the seed are the study's and win over both."""
+    runs = []
+    for seed in seeds:
+        for arm, settings in arms.items():
+            folder = (out_dir / "runs" / arm / f"seed{seed}").resolve()
+            owned = arm_overrides(base, settings["algorithm.name"], task, folder)
+            study_settings = {**settings, **{key: seed for key in SEED_KEYS}, "trainer.experiment_name": f"{arm}_seed{seed}"}
+            overrides = merge_overrides(dict(o.split("=", 1) for o in owned),
+                                        [f"{key}={hydra_value(value)}" for key, value in study_settings.items()])
+            runs.append(RunSpec(arm, seed, folder, tuple(overrides)))
+    return runs
+
+
+Launcher = Callable[[str, list[str], Path, int], dict]
+
+
+def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm) -> dict[str, str]:
+    """Run what is not done yet; returns {run name: error} for the runs that failed."""
+    failures = {}
+    for index, run in enumerate(runs, 1):
+        if run.done:
+            print(f"[study] {index}/{len(runs)} {run.name}: done before, skipped", flush=True)
+            continue
+        shutil.rmtree(run.folder, ignore_errors=True)  # a killed run's partial output
+        print(f"[study] {index}/{len(runs)} {run.name}", flush=True)
+        start = time.time()
+        try:
+            result = launch(run.arm, list(run.overrides), run.folder, total_steps)
+        except RuntimeError as error:
+            failures[run.name] = str(error) if str(run.log) in str(error) else f"{error} (log: {run.log})"
+            print(f"[study] {run.name} FAILED: {error}; the other runs go on", flush=True)
+            continue
+        (run.folder / DONE_FILE).write_text(json.dumps({"seconds": round(time.time() - start, 1), **result}))
+    return failures
