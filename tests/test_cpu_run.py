@@ -39,12 +39,22 @@ def test_a_cpu_ready_config_has_no_gpu_only_option():
         ("actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2",
          "attn_implementation=eager"),
         ("actor_rollout_ref.model.use_liger=true", "actor_rollout_ref.model.use_liger=false"),
+        ("algorithm.adv_estimator=gae", "flash-attention hard-coded.*algorithm.adv_estimator=grpo"),
+        ("actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora.merge=true"),
+        ("actor_rollout_ref.actor.use_kl_loss=true", "reference model.*lora_rank=8"),
     ],
 )
 def test_each_gpu_only_option_is_named_with_its_fix(override, names):
     config = compose_cfg(*CPU_READY, override)
     with pytest.raises(CPURunConfigError, match=names.replace("[", r"\[").replace("+", r"\+")):
         configure_cpu_run(config)
+
+
+def test_kl_loss_with_merged_lora_runs_on_the_cpu():
+    # with LoRA the reference is the actor without its adapters: no separate reference model
+    config = compose_cfg(*CPU_READY, "actor_rollout_ref.actor.use_kl_loss=true",
+                         "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora.merge=true")
+    assert find_gpu_only_options(config) == []
 
 
 def test_verls_gpu_defaults_are_all_reported_at_once():

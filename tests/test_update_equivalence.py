@@ -235,3 +235,63 @@ def test_two_gloo_ranks_equal_one_rank(model_path, batch, tmp_path):
     assert_params_close(torch.load(out_path), full_params(one_rank), **NEAR_EXACT)
     with open(out_path + ".json") as f:
         assert json.load(f)["norm"] == pytest.approx(metrics["sfpo/fast_displacement_norm"], rel=1e-5)
+
+
+# Actor-side verl features a GRPO config may carry. SFPO runs verl's own pass K+1 times, so each
+# must compose exactly: alpha = 1 equals K+1 stock update passes and alpha = 0 one stock pass, bit for bit.
+ACTOR_FEATURES = {
+    "kl_loss": (["actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0.5",
+                 "actor_rollout_ref.actor.kl_loss_type=low_var_kl"], {}),
+    "dynamic_bsz": (["actor_rollout_ref.actor.use_dynamic_bsz=true",
+                     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=24"], {}),
+    "gradient_checkpointing": (["actor_rollout_ref.model.enable_gradient_checkpointing=true"], {}),
+    "dapo_loss": (["actor_rollout_ref.actor.clip_ratio_high=0.28",
+                   "actor_rollout_ref.actor.loss_agg_mode=token-mean"], {}),
+    "ppo_epochs_2_shuffle": ([], {"epochs": 2, "shuffle": True}),
+}
+
+
+@pytest.fixture(scope="module")
+def batch_with_ref(batch):
+    """The batch plus reference-model log-probs (what verl adds when use_kl_loss is on)."""
+    gen = torch.Generator().manual_seed(1)
+    with_ref = batch.clone()
+    noise = 0.3 * torch.randn(batch["old_log_probs"].shape, generator=gen)
+    with_ref["ref_log_prob"] = (batch["old_log_probs"] + noise) * batch["response_mask"]
+    return with_ref
+
+
+@pytest.mark.parametrize("feature", ACTOR_FEATURES)
+def test_actor_features_compose_exactly(model_path, batch_with_ref, feature):
+    overrides, controls = ACTOR_FEATURES[feature]
+    epochs = controls.get("epochs", 1)
+    shuffle = controls.get("shuffle", False)
+    config = compose_config(model_path, overrides)
+    inner_steps = 2
+
+    sfpo, stock = make_actor(config, sfpo=True), make_actor(config, sfpo=False)
+    before = full_params(stock)
+    metrics = run_update(sfpo, batch_with_ref, sfpo_alpha=1.0, sfpo_inner_steps=inner_steps, epochs=epochs, shuffle=shuffle)
+    run_update(stock, batch_with_ref, epochs=(inner_steps + 1) * epochs, shuffle=shuffle)
+    assert_params_moved(full_params(stock), before)
+    assert_params_close(full_params(sfpo), full_params(stock), rtol=0, atol=0)
+    assert metrics["sfpo/active"] == 1.0
+    if "use_kl_loss=true" in " ".join(overrides):
+        assert "kl_loss" in metrics  # the trainer logs it as actor/kl_loss
+
+    sfpo_off, stock_one = make_actor(config, sfpo=True), make_actor(config, sfpo=False)
+    run_update(sfpo_off, batch_with_ref, sfpo_alpha=0.0, sfpo_inner_steps=inner_steps, epochs=epochs, shuffle=shuffle)
+    run_update(stock_one, batch_with_ref, epochs=epochs, shuffle=shuffle)
+    assert_params_close(full_params(sfpo_off), full_params(stock_one), rtol=0, atol=0)
+
+
+def test_shuffle_gives_every_pass_a_fresh_order(model_path, batch):
+    """With shuffle on, the passes continue verl's stream of epoch permutations (alpha = 1 is K+1
+    shuffled stock epochs, above); the check that this differs from replaying one order K+1 times."""
+    config = compose_config(model_path)
+    fresh, replayed = make_actor(config, sfpo=True), make_actor(config, sfpo=False)
+    run_update(fresh, batch, sfpo_alpha=1.0, sfpo_inner_steps=2, shuffle=True)
+    for _ in range(3):  # one stock pass per call: each call draws the same first permutation
+        run_update(replayed, batch, shuffle=True)
+    moved = sum((full_params(fresh)[n] - full_params(replayed)[n]).norm() ** 2 for n in full_params(fresh)) ** 0.5
+    assert moved > 1e-4, "every pass walked the batch in the same order"

@@ -177,7 +177,9 @@ def with_old_log_probs(worker, padded: TensorDict) -> TensorDict:
     return padded
 
 
-def update_batch(padded: TensorDict, *, mini_batch_size: int, epochs: int = 1, **sfpo_controls) -> TensorDict:
+def update_batch(
+    padded: TensorDict, *, mini_batch_size: int, epochs: int = 1, shuffle: bool = False, **sfpo_controls
+) -> TensorDict:
     """The actor-update input verl's trainer builds (no-padding layout plus step controls)."""
     td = left_right_2_no_padding(padded.clone())
     tu.assign_non_tensor(
@@ -189,7 +191,7 @@ def update_batch(padded: TensorDict, *, mini_batch_size: int, epochs: int = 1, *
         mini_batch_size=mini_batch_size,
         epochs=epochs,
         seed=42,
-        dataloader_kwargs={"shuffle": False},
+        dataloader_kwargs={"shuffle": shuffle},
         compute_loss=True,
         temperature=1.0,
         **sfpo_controls,

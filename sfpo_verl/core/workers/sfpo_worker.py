@@ -9,6 +9,12 @@ ppo_epochs, one optimizer step per mini-batch). The driver decides alpha and K e
 and sends them with the batch (`sfpo_alpha`, `sfpo_inner_steps`); with alpha = 0 or K = 0
 the step is verl's plain pass, unchanged. `sfpo_slow_correction=False` drops the slow pass
 (the paper's "without slow correction" ablation).
+
+With `actor.shuffle=true` the passes continue one stream of epoch orders, the stream verl's
+own iterator would draw for (K+1) x ppo_epochs epochs: every epoch of every pass gets a fresh
+permutation, and alpha = 1 stays exactly K+1 stock update passes. (The authors' verl 0.2 actor
+never shuffled: every pass walked the batch in the same order, which shuffle=false, verl's
+default, reproduces.)
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class SFPOTrainingWorker(TrainingWorker):
             return _with_metrics(output, {"sfpo/active": 0.0, "sfpo/alpha": 0.0, **settings})
 
         disable_auto_offload = tu.pop(data, key="disable_auto_offload", default=False)
+        passes = inner_steps + int(slow_correction)
+        pass_loaders = self._pass_dataloader_kwargs(data, passes)
         timings = {}
         # One train_mode context around all passes: with param/optimizer offload the
         # weights and Adam state stay on the device for the whole step; inner passes run
@@ -69,7 +77,7 @@ class SFPOTrainingWorker(TrainingWorker):
                 for k in range(inner_steps):
                     ends_step = not slow_correction and k == inner_steps - 1
                     with self._lr_scheduler_held(not ends_step):
-                        fast_output = super().train_mini_batch(_pass_data(data))
+                        fast_output = super().train_mini_batch(_pass_data(data, pass_loaders[k]))
 
             # Stage II: reposition theta <- theta0 + alpha (thetaK - theta0), shard-locally.
             with _timed(timings, "sfpo/timing_s/reposition"):
@@ -81,7 +89,7 @@ class SFPOTrainingWorker(TrainingWorker):
             # Without slow correction the step ends at the reposition, reporting the last fast pass.
             if slow_correction:
                 with _timed(timings, "sfpo/timing_s/slow"):
-                    output = super().train_mini_batch(_pass_data(data))
+                    output = super().train_mini_batch(_pass_data(data, pass_loaders[inner_steps]))
             else:
                 output = fast_output
 
@@ -107,6 +115,28 @@ class SFPOTrainingWorker(TrainingWorker):
             tu.assign_non_tensor(data, update_lr_scheduler=False)
         return super().train_batch(data)
 
+    def _pass_dataloader_kwargs(self, data: TensorDict, passes: int) -> list[dict]:
+        """verl's `dataloader_kwargs` for each of the step's passes. With shuffle on, pass k
+        replays epochs k*E .. (k+1)*E-1 of the order stream verl's iterator draws (same seed,
+        same generator) for passes*E epochs, so each epoch is a fresh permutation."""
+        dataloader_kwargs = dict(tu.get(data, "dataloader_kwargs", default={}))
+        if not dataloader_kwargs.pop("shuffle", False):
+            return [dataloader_kwargs] * passes
+        epochs = tu.get(data, "epochs", default=1)
+        rows = data.shape[0]
+        order_stream = tu.make_iterator(
+            TensorDict({"row": torch.arange(rows)}, batch_size=[rows]),
+            mini_batch_size=rows,  # one item per epoch: the epoch's whole permutation
+            epochs=passes * epochs,
+            seed=tu.get(data, "seed", default=42) + self.engine.get_data_parallel_rank(),
+            dataloader_kwargs={**dataloader_kwargs, "shuffle": True},
+        )
+        orders = [item["row"] for item in order_stream]
+        return [
+            {**dataloader_kwargs, "sampler": _EpochOrders(orders[k * epochs : (k + 1) * epochs])}
+            for k in range(passes)
+        ]
+
     @contextmanager
     def _lr_scheduler_held(self, hold: bool):
         """Keep the passes run inside from stepping the LR scheduler (when `hold`)."""
@@ -129,10 +159,24 @@ class SFPOActorRolloutRefWorker(ActorRolloutRefWorker):
         super().__init__(*args, **kwargs)
 
 
-def _pass_data(data: TensorDict) -> TensorDict:
+class _EpochOrders(torch.utils.data.Sampler):
+    """A sampler that yields the given row orders, one per epoch, in turn."""
+
+    def __init__(self, orders: list[torch.Tensor]):
+        self._orders = iter(orders)
+        self._rows = len(orders[0])
+
+    def __iter__(self):
+        return iter(next(self._orders).tolist())
+
+    def __len__(self) -> int:
+        return self._rows
+
+
+def _pass_data(data: TensorDict, dataloader_kwargs: dict) -> TensorDict:
     """A shallow copy for one verl pass: verl pops the control keys from what it gets."""
     pass_data = data.copy()
-    tu.assign_non_tensor(pass_data, disable_auto_offload=True)
+    tu.assign_non_tensor(pass_data, disable_auto_offload=True, dataloader_kwargs=dataloader_kwargs)
     return pass_data
 
 

@@ -169,14 +169,14 @@ def register() -> None:
 
 
 def register_cpu_engine() -> None:
-    """Make verl's FSDP2 language-model engine available on device "cpu" (idempotent).
+    """Make verl's FSDP2 engines available on device "cpu" (idempotent): the language-model
+    engine (actor, reference) and the value-model engine (critic).
 
-    FSDP2 only: FSDP1's sync_module_states needs an accelerator.
+    FSDP1 is not registered: its sync_module_states needs an accelerator.
     """
     from verl.workers.engine import EngineRegistry
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
-    if CPU_PLATFORM_NAME not in EngineRegistry._engines.get("language_model", {}).get("fsdp2", {}):
-        EngineRegistry.register(model_type="language_model", backend="fsdp2", device=CPU_PLATFORM_NAME)(
-            FSDPEngineWithLMHead
-        )
+    for model_type, engine_cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+        if CPU_PLATFORM_NAME not in EngineRegistry._engines.get(model_type, {}).get("fsdp2", {}):
+            EngineRegistry.register(model_type=model_type, backend="fsdp2", device=CPU_PLATFORM_NAME)(engine_cls)

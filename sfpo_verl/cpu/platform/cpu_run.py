@@ -110,6 +110,29 @@ def find_gpu_only_options(config: DictConfig) -> list[str]:
             )
         if model.get("use_liger", False):
             problems.append(f"{prefix}.use_liger=true uses Triton GPU kernels: pass {prefix}.use_liger=false")
+
+    if _critic_enabled(config):
+        # verl/utils/model.py load_valuehead_model passes attn_implementation="flash_attention_2"
+        # whatever the model config says
+        problems.append(
+            f"algorithm.adv_estimator={config.algorithm.adv_estimator} trains a critic, and verl 0.9.1 loads the "
+            "critic's value-head model with flash-attention hard-coded (no CPU kernel): pass "
+            "algorithm.adv_estimator=grpo on the CPU, or run the critic on a GPU"
+        )
+    lora = arr.model.get("lora_rank", 0) > 0
+    if _reference_needed(config) and not lora:
+        # verl's FSDP2 engine gives every forward-only model CPUOffloadPolicy(pin_memory=True),
+        # and pinning host memory needs an accelerator
+        problems.append(
+            "actor_rollout_ref.actor.use_kl_loss / algorithm.use_kl_in_reward need a reference model, which "
+            "verl 0.9.1 builds in pinned host memory (needs a GPU): on the CPU use them with LoRA "
+            "(actor_rollout_ref.model.lora_rank=8: the reference is the actor without its adapters), or turn them off"
+        )
+    if lora and not arr.model.lora.get("merge", False):
+        problems.append(
+            f"actor_rollout_ref.model.lora_rank={arr.model.lora_rank}: the hf rollout loads whole weights, not LoRA "
+            "adapters: pass actor_rollout_ref.model.lora.merge=true (verl merges the adapters before each weight sync)"
+        )
     return problems
 
 
@@ -174,6 +197,12 @@ def _critic_enabled(config: DictConfig) -> bool:
     from verl.trainer.ppo.utils import need_critic
 
     return need_critic(config)
+
+
+def _reference_needed(config: DictConfig) -> bool:
+    from verl.trainer.ppo.utils import need_reference_policy
+
+    return need_reference_policy(config)
 
 
 def _model_sections(config: DictConfig) -> dict[str, DictConfig]:
