@@ -152,8 +152,8 @@ def arm_command(arm: Arm, base: dict, task: TaskPaths, out: Path) -> list[str]:
                                                                       for k, v in settings.items()}, [])]
 
 
-def launch(arm: Arm, command: list[str], out: Path) -> tuple[dict[int, dict], float, Path]:
-    """Run one arm; returns its metrics by step, its wall seconds and its log."""
+def launch(arm: Arm, command: list[str], out: Path, timeout_s: float | None = None) -> tuple[dict[int, dict], float, Path]:
+    """Run one arm (killed after `timeout_s`); returns its metrics by step, its wall seconds and its log."""
     arm_dir = out / arm.name
     arm_dir.mkdir(parents=True, exist_ok=True)
     metrics, log = arm_dir / "metrics.jsonl", arm_dir / "train.log"
@@ -163,9 +163,13 @@ def launch(arm: Arm, command: list[str], out: Path) -> tuple[dict[int, dict], fl
     env.pop("VERL_PLATFORM", None)  # trainer.device picks the platform by itself
     start = time.time()
     print(f"[smoke] {arm.name}: training {STEPS} steps; log {log}", flush=True)
-    with open(log, "w") as f:
-        returncode = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+    try:
+        with open(log, "w") as f:
+            returncode = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s).returncode
+    except subprocess.TimeoutExpired:
+        raise ArmFailed(f"{arm.name} did not finish within {timeout_s:.0f}s; its log: {log}") from None
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     seconds = time.time() - start
     if returncode != 0:
         raise ArmFailed(f"{arm.name} exited {returncode} after {seconds:.0f}s; its log: {log}")

@@ -99,3 +99,33 @@ def test_cpu_mode_is_never_on_unless_asked_for(monkeypatch):
     config = compose_cfg("trainer.device=cuda")
     assert configure_cpu_run(config) is False
     assert config.ray_kwargs.ray_init.get("num_gpus") is None
+
+
+@pytest.mark.parametrize("how", ["config", "RAY_ADDRESS"])
+def test_on_a_running_cluster_only_the_environment_is_passed_on(monkeypatch, how):
+    # Ray refuses num_cpus/num_gpus when it connects to a cluster: the nodes declare them.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    overrides = list(CPU_READY)
+    if how == "config":
+        overrides.append("+ray_kwargs.ray_init.address=127.0.0.1:6379")
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    config = compose_cfg(*overrides)
+    assert configure_cpu_run(config) is True
+    ray_init = config.ray_kwargs.ray_init
+    assert ray_init.get("num_cpus") is None and ray_init.get("num_gpus") is None
+    assert ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
+
+
+def test_resources_asked_for_on_a_running_cluster_are_an_error(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = compose_cfg(*CPU_READY, "+ray_kwargs.ray_init.address=127.0.0.1:6379", "ray_kwargs.ray_init.num_cpus=16")
+    with pytest.raises(CPURunConfigError, match="ray start --num-gpus 2"):
+        configure_cpu_run(config)
+
+
+def test_address_local_starts_a_new_cluster(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    config = compose_cfg(*CPU_READY, "+ray_kwargs.ray_init.address=local")
+    configure_cpu_run(config)
+    assert (config.ray_kwargs.ray_init.num_cpus, config.ray_kwargs.ray_init.num_gpus) == ray_resources_for(config)

@@ -19,9 +19,11 @@ default, reproduces.)
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 
+import ray
 import torch
 from tensordict import TensorDict
 from torch.distributed.tensor import DTensor
@@ -157,6 +159,21 @@ class SFPOActorRolloutRefWorker(ActorRolloutRefWorker):
             # verl would start "cpu:gloo,cpu:gloo", which fails; a plain gloo group first.
             init_cpu_process_group()
         super().__init__(*args, **kwargs)
+        _report_placement(self.role, self.rank, self.world_size)
+
+
+def _report_placement(role: str, rank: int, world_size: int) -> None:
+    """One line per trainer process: its Ray node, and whether verl loaded this plugin there.
+    verl hides a failed plugin load; a node without this package installed says "no" here."""
+    from verl.plugin.platform import get_platform
+
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "none"
+    loaded = getattr(sys.modules.get("sfpo_verl.plugin"), "LOADED", False)
+    print(
+        f"[sfpo] {role} rank {rank}/{world_size} on Ray node {node_id}: "
+        f"verl loaded the sfpo_verl plugin: {'yes' if loaded else 'no'}; platform: {get_platform().device_name}",
+        flush=True,
+    )
 
 
 class _EpochOrders(torch.utils.data.Sampler):

@@ -4,7 +4,9 @@
 verl's `auto_set_device` (which would rewrite `trainer.device` to the accelerator it
 detects). It checks the config for options that only work on a GPU, naming the override
 that fixes each, then makes every process verl starts use the CPU platform and sizes
-Ray's resources so verl's placement groups fit on a small machine.
+Ray's resources so verl's placement groups fit on a small machine. On a running Ray
+cluster (`ray_kwargs.ray_init.address` or `RAY_ADDRESS`) the nodes declare the resources
+and only the environment is passed on.
 """
 
 from __future__ import annotations
@@ -151,22 +153,45 @@ def ray_resources_for(config: DictConfig) -> tuple[int, int]:
     return num_cpus, n_workers
 
 
+def ray_cluster_address(ray_init: DictConfig) -> str | None:
+    """The address of the running Ray cluster `ray.init(**ray_init)` connects to, or None when
+    it starts its own (Ray reads RAY_ADDRESS when no address is given; "local" means a new one)."""
+    address = ray_init.get("address") or os.environ.get("RAY_ADDRESS") or None
+    return None if address == "local" else address
+
+
 def _configure_ray(config: DictConfig) -> None:
     num_cpus, num_gpus = ray_resources_for(config)
     ray_init = config.ray_kwargs.ray_init
     with open_dict(ray_init):
         asked_cpus = ray_init.get("num_cpus")
-        if asked_cpus is not None and asked_cpus < num_cpus:
+        address = ray_cluster_address(ray_init)
+        if address is not None:
+            # Ray refuses resource arguments when it connects to a cluster: its nodes declare them.
+            if asked_cpus is not None or ray_init.get("num_gpus") is not None:
+                raise CPURunConfigError(
+                    f"ray_kwargs.ray_init.num_cpus/num_gpus cannot be passed when connecting to the Ray cluster at "
+                    f"{address}: drop them and start each node with `ray start --num-gpus "
+                    f"{config.trainer.n_gpus_per_node} --num-cpus N` instead"
+                )
+            print(
+                f"[sfpo] CPU mode on the Ray cluster at {address}: it needs {num_gpus} logical GPUs "
+                f"({config.trainer.n_gpus_per_node} per node, `ray start --num-gpus`) and {num_cpus} CPUs "
+                f"({CPUS_PER_WORKER_BUNDLE} per GPU on its node)",
+                flush=True,
+            )
+        elif asked_cpus is not None and asked_cpus < num_cpus:
             raise CPURunConfigError(
                 f"ray_kwargs.ray_init.num_cpus={asked_cpus} is too small for {num_gpus} CPU trainer workers: "
                 f"verl reserves {CPUS_PER_WORKER_BUNDLE} CPUs per worker and TransferQueue one per actor; pass at least "
                 f"ray_kwargs.ray_init.num_cpus={num_cpus} (logical CPUs, any machine) or leave it unset"
             )
-        ray_init.num_cpus = asked_cpus or num_cpus
-        ray_init.num_gpus = num_gpus
+        else:
+            ray_init.num_cpus = asked_cpus or num_cpus
+            ray_init.num_gpus = num_gpus
         # Every Ray process (workers, agent-loop and reward-loop workers, servers) must
-        # resolve the CPU platform before verl first asks for it; env vars set here also
-        # reach processes of an already running Ray head.
+        # resolve the CPU platform before verl first asks for it. The runtime env is the
+        # only way the driver's variables reach processes of a running cluster's nodes.
         if ray_init.get("runtime_env") is None:
             ray_init.runtime_env = {}
         if ray_init.runtime_env.get("env_vars") is None:
