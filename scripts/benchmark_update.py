@@ -9,6 +9,7 @@ the SFPO step, and the anchor's bytes against the rank's local parameter bytes.
     python scripts/benchmark_update.py --sizes tiny --repeats 10
     python scripts/benchmark_update.py --device cuda            # Qwen2.5-0.5B and -1.5B shapes, random weights
     python scripts/benchmark_update.py --json rows.json         # also write the rows as JSON
+    SFPO_MALLOC_TUNING=0 python scripts/benchmark_update.py     # CPU, glibc malloc's defaults
 
 verl's real FSDP2 engine, one rank. CPU: fp32, gloo. CUDA: verl's defaults (bf16 compute
 over fp32 master weights), and the SFPO step is also timed with the anchor in host memory
@@ -16,6 +17,8 @@ over fp32 master weights), and the SFPO step is also timed with the anchor in ho
 --repeats; absolute times on shared machines are noisy, the ratios are the figures. Both
 wall-clock and this process's CPU time (all its threads) are reported: on a machine shared
 with other jobs the CPU-time ratio is the steadier one (on CUDA, wall-clock is the figure).
+On the CPU the process keeps freed memory as CPU runs do (sfpo_verl/cpu/platform/allocator.py);
+each row's malloc_settings says what was applied.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1 :][:1] 
 
 from verl.utils import tensordict_utils as tu  # noqa: E402
 
+from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process  # noqa: E402
 from sfpo_verl.core.local_actor import (  # noqa: E402
     build_qwen2_shaped,
     build_random_qwen2,
@@ -212,11 +216,12 @@ def main():
             parser.error("--device cuda: torch sees no CUDA device (python -m sfpo_verl.doctor says why)")
 
     set_dist_env(device=args.device)
+    malloc_settings = keep_freed_memory_in_this_process() if cpu else {}
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for name in sizes:
             print(f"[bench] {name}: building model and worker, {args.repeats} repeats ...", flush=True)
-            rows.append(bench_size(name, args, Path(workdir)))
+            rows.append(dict(bench_size(name, args, Path(workdir)), malloc_settings=malloc_settings))
             gc.collect()  # the finished size's worker and its accelerator memory
             print(f"[bench] {name}: {json.dumps(rows[-1])}", flush=True)
     print_table(rows, args)

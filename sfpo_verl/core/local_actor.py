@@ -122,9 +122,11 @@ def make_actor(config, sfpo: bool, device: str = "cpu"):
     from verl.workers.engine_workers import ActorRolloutRefWorker
 
     from sfpo_verl.cpu.platform import init_cpu_process_group, register_cpu_engine
+    from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process
     from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
 
     if device == "cpu":
+        keep_freed_memory_in_this_process()
         register_cpu_engine()
         init_cpu_process_group()
     worker_cls = SFPOActorRolloutRefWorker if sfpo else ActorRolloutRefWorker

@@ -3,10 +3,11 @@
 `configure_cpu_run(config)` is called by the entry point before `ray.init` and before
 verl's `auto_set_device` (which would rewrite `trainer.device` to the accelerator it
 detects). It checks the config for options that only work on a GPU, naming the override
-that fixes each, then makes every process verl starts use the CPU platform and sizes
-Ray's resources so verl's placement groups fit on a small machine. On a running Ray
-cluster (`ray_kwargs.ray_init.address` or `RAY_ADDRESS`) the nodes declare the resources
-and only the environment is passed on.
+that fixes each, then makes every process verl starts use the CPU platform and glibc
+malloc settings that keep freed memory (allocator.py), and sizes Ray's resources so
+verl's placement groups fit on a small machine. On a running Ray cluster
+(`ray_kwargs.ray_init.address` or `RAY_ADDRESS`) the nodes declare the resources and only
+the environment is passed on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process, worker_env
 from sfpo_verl.cpu.platform.cpu import CPU_PLATFORM_NAME, cpu_platform_selected, register, register_cpu_engine
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def configure_cpu_run(config: DictConfig) -> bool:
         logger.warning("A CUDA GPU is present, but trainer.device=cpu was asked for: training on the CPU.")
 
     _select_cpu_platform_in_this_process()
+    keep_freed_memory_in_this_process()
     _configure_ray(config)
     return True
 
@@ -202,6 +205,9 @@ def _configure_ray(config: DictConfig) -> None:
         # machine that oversubscribes the cores the trainer and rollout processes share.
         if env_vars.get("TQ_NUM_THREADS") is None:
             env_vars.TQ_NUM_THREADS = "1"
+        for name, value in worker_env().items():
+            if env_vars.get(name) is None:
+                env_vars[name] = value
 
 
 def _select_cpu_platform_in_this_process() -> None:
