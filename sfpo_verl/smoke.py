@@ -29,19 +29,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, REWARD_FILE, merge_overrides
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, REWARD_FILE, merge_overrides, run_arm
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
+from sfpo_verl.paper.analysis.runs import read_file_logger
 
 STEPS = 3
 SAVE_STEP = 2
@@ -131,7 +127,8 @@ def device_settings(device: str, rollout: str) -> dict:
     return settings
 
 
-def arm_command(arm: Arm, base: dict, task: TaskPaths, out: Path) -> list[str]:
+def arm_overrides(arm: Arm, base: dict, task: TaskPaths, out: Path) -> list[str]:
+    """The verl overrides of one arm: `base`, the run settings, the task, then the arm's own."""
     settings = {
         **base,
         **RUN,
@@ -148,41 +145,15 @@ def arm_command(arm: Arm, base: dict, task: TaskPaths, out: Path) -> list[str]:
     }
     if arm.resume_from:
         settings["trainer.resume_from_path"] = out / arm.resume_from / "checkpoints" / f"global_step_{SAVE_STEP}"
-    return [sys.executable, "-m", "sfpo_verl.main", *merge_overrides({k: str(v) if isinstance(v, Path) else v
-                                                                      for k, v in settings.items()}, [])]
+    return merge_overrides({k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}, [])
 
 
-def launch(arm: Arm, command: list[str], out: Path, timeout_s: float | None = None) -> tuple[dict[int, dict], float, Path]:
-    """Run one arm (killed after `timeout_s`); returns its metrics by step, its wall seconds and its log."""
+def launch(arm: Arm, overrides: list[str], out: Path, timeout_s: float | None = None) -> tuple[dict[int, dict], float, Path]:
+    """Run one arm (killed after `timeout_s`); returns its metrics by step, its wall seconds and its log.
+    Raises RuntimeError naming the log when the run fails."""
     arm_dir = out / arm.name
-    arm_dir.mkdir(parents=True, exist_ok=True)
-    metrics, log = arm_dir / "metrics.jsonl", arm_dir / "train.log"
-    metrics.unlink(missing_ok=True)
-    ray_tmp = tempfile.mkdtemp(prefix="sfpo-ray-")
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1")
-    env.pop("VERL_PLATFORM", None)  # trainer.device picks the platform by itself
-    start = time.time()
-    print(f"[smoke] {arm.name}: training {STEPS} steps; log {log}", flush=True)
-    try:
-        with open(log, "w") as f:
-            returncode = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s).returncode
-    except subprocess.TimeoutExpired:
-        raise ArmFailed(f"{arm.name} did not finish within {timeout_s:.0f}s; its log: {log}") from None
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    seconds = time.time() - start
-    if returncode != 0:
-        raise ArmFailed(f"{arm.name} exited {returncode} after {seconds:.0f}s; its log: {log}")
-    steps: dict[int, dict] = {}
-    for line in metrics.read_text().splitlines():
-        record = json.loads(line)
-        steps.setdefault(record["step"], {}).update(record["data"])
-    print(f"[smoke] {arm.name}: done in {seconds:.0f}s", flush=True)
-    return steps, seconds, log
-
-
-class ArmFailed(RuntimeError):
-    pass
+    result = run_arm(arm.name, overrides, arm_dir, STEPS, timeout_s)
+    return read_file_logger(arm_dir / "metrics.jsonl"), result["wall_seconds"], arm_dir / "train.log"
 
 
 def check_arm(arm: Arm, steps: dict[int, dict], device: str) -> dict[str, dict]:
@@ -292,8 +263,8 @@ def run_smoke(device: str, out: Path, rollout: str, arm_names: list[str] | None 
         if arm.resume_from:
             _mark_switch_fired(out / arm.resume_from / "checkpoints" / f"global_step_{SAVE_STEP}")
         try:
-            steps, seconds, log = launch(arm, arm_command(arm, base, task, out), out)
-        except ArmFailed as failure:
+            steps, seconds, log = launch(arm, arm_overrides(arm, base, task, out), out)
+        except RuntimeError as failure:
             entry["checks"] = {"launch": {"ok": False, "detail": str(failure)}}
             failed.add(arm.name)
             continue

@@ -1,6 +1,6 @@
 """verl features a GRPO config may carry, end to end with SFPO on the CPU: the real v1 trainer
 through `python -m sfpo_verl.main`, launched and checked with the smoke harness's helpers
-(`device_settings`, `arm_command`, `launch`, `check_arm`: alpha > 0 on every step, the anchor,
+(`device_settings`, `arm_overrides`, `launch`, `check_arm`: alpha > 0 on every step, the anchor,
 weight sync). Three launches (~1 min of start-up each), features combined where they compose:
 
   actor_features  dynamic batch size, ppo_epochs=2, shuffle, gradient checkpointing
@@ -24,7 +24,7 @@ import json
 import pytest
 
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
-from sfpo_verl.smoke import PROBS_DIFF_MEAN_CUDA, Arm, arm_command, check_arm, device_settings, launch
+from sfpo_verl.smoke import PROBS_DIFF_MEAN_CUDA, Arm, arm_overrides, check_arm, device_settings, launch
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def run_arm(tmp_path_factory):
     def run(name: str) -> dict:
         if name not in finished:
             arm = ARMS[name]
-            steps, _, log = launch(arm, arm_command(arm, base, task, out), out)
+            steps, _, log = launch(arm, arm_overrides(arm, base, task, out), out)
             finished[name] = {"arm": arm, "steps": steps, "log": log, "task": task}
         return finished[name]
 

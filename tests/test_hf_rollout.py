@@ -156,7 +156,6 @@ def test_server_serves_concurrent_requests_and_loads_weights_in_place(tmp_path):
     update through begin/load/finish that changes what it samples without a second copy."""
     import asyncio
 
-    from omegaconf import OmegaConf
     from verl.workers.config import HFModelConfig, RolloutConfig
 
     from sfpo_verl.cpu.rollout.server import HFRolloutServer

@@ -41,7 +41,7 @@ from sfpo_verl.core.local_actor import (
     with_old_log_probs,
 )
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
-from sfpo_verl.smoke import STEPS, Arm, arm_command, check_arm, device_settings, launch
+from sfpo_verl.smoke import STEPS, Arm, arm_overrides, check_arm, device_settings, launch
 
 pytestmark = pytest.mark.slow
 
@@ -110,8 +110,8 @@ def trainer_run(cluster, tmp_path_factory):
     })
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_DEDUP_LOGS", "0")  # every rank's line reaches the driver's log
-        command = arm_command(arm, device_settings("cpu", "hf"), TaskPaths(out / "task"), out)
-        steps, _, log = launch(arm, command, out, timeout_s=TRAINER_TIMEOUT_S)
+        overrides = arm_overrides(arm, device_settings("cpu", "hf"), TaskPaths(out / "task"), out)
+        steps, _, log = launch(arm, overrides, out, timeout_s=TRAINER_TIMEOUT_S)
     return arm, steps, log.read_text()
 
 

@@ -78,12 +78,15 @@ def rollouts_per_step(overrides: list[str]) -> int:
     return int(values["data.train_batch_size"]) * int(values["actor_rollout_ref.rollout.n"])
 
 
-def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int) -> dict:
-    """Train one arm; verl's full output goes to train.log, a progress line per step to stdout."""
+def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, timeout_s: float | None = None) -> dict:
+    """Train one arm through `python -m sfpo_verl.main` (killed after `timeout_s`); verl's full
+    output goes to train.log and its metrics to metrics.jsonl, a progress line per step to stdout.
+    Raises RuntimeError naming the log when the run fails."""
     arm_dir.mkdir(parents=True, exist_ok=True)
     metrics = arm_dir / "metrics.jsonl"
     metrics.unlink(missing_ok=True)
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), PYTHONUNBUFFERED="1")
+    env.pop("VERL_PLATFORM", None)  # trainer.device picks the platform by itself
     # A private Ray temp dir: this run starts (and, on exit, stops) its own local cluster.
     ray_tmp = tempfile.mkdtemp(prefix="sfpo-ray-")
     env["RAY_TMPDIR"] = ray_tmp
@@ -94,9 +97,15 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int) -> 
                                    stderr=subprocess.STDOUT, env=env)
         watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start)
         watcher.start()
-        returncode = process.wait()
-        watcher.stop()
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            returncode = process.wait()
+            raise RuntimeError(f"The {arm} arm did not finish within {timeout_s:.0f}s; see {arm_dir / 'train.log'}") from None
+        finally:
+            watcher.stop()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
     seconds = time.time() - start
     if returncode != 0:
         raise RuntimeError(f"The {arm} arm failed (exit {returncode}); see {arm_dir / 'train.log'}")

@@ -46,7 +46,7 @@ def load_run(label: str, path: Path, rollouts_per_step: int | None = None) -> Ru
     by_step: dict[int, dict[str, float]] = {}
     logger_files = [path] if path.is_file() else sorted(p for p in path.rglob("*.jsonl") if _is_file_logger(p))
     for file in logger_files:
-        _merge(by_step, _read_file_logger(file))
+        _merge(by_step, read_file_logger(file))
     event_dirs = sorted({p.parent for p in ([] if path.is_file() else path.rglob(TENSORBOARD_GLOB))})
     for directory in event_dirs:
         _merge(by_step, _read_tensorboard(directory))
@@ -78,7 +78,8 @@ def _is_file_logger(path: Path) -> bool:
     return isinstance(record, dict) and set(record) == {"step", "data"}
 
 
-def _read_file_logger(path: Path) -> dict[int, dict[str, float]]:
+def read_file_logger(path: Path) -> dict[int, dict[str, float]]:
+    """A verl file-logger JSONL as {step: {metric: value}} (numeric values only)."""
     by_step: dict[int, dict[str, float]] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
