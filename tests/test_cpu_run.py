@@ -7,7 +7,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from sfpo_verl.core.local_actor import CONFIG_DIR
-from sfpo_verl.cpu.platform.cpu_run import CPURunConfigError, configure_cpu_run, find_gpu_only_options, ray_resources_for
+from sfpo_verl.cpu.platform.cpu_run import (
+    CPURunConfigError,
+    configure_cpu_run,
+    cpus_per_node,
+    find_gpu_only_options,
+    ray_resources_for,
+)
 
 CPU_READY = [
     "trainer.device=cpu",
@@ -71,6 +77,13 @@ def test_ray_is_sized_for_verls_placement_groups_and_transfer_queue():
     assert (num_cpus, num_gpus) == (11, 2)
 
 
+def test_every_node_of_a_running_cluster_has_room_for_the_actors_ray_may_place_on_it():
+    config = compose_cfg(*CPU_READY, "trainer.nnodes=2", "trainer.n_gpus_per_node=1",
+                         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1")
+    # its rank's 3-CPU bundle + TransferQueue controller and 1 storage unit + 2 unreserved
+    assert cpus_per_node(config) == 7
+
+
 def test_configure_sets_ray_resources_and_platform_env_for_every_process(monkeypatch):
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
     config = compose_cfg(*CPU_READY)
@@ -120,7 +133,8 @@ def test_on_a_running_cluster_only_the_environment_is_passed_on(monkeypatch, how
 def test_resources_asked_for_on_a_running_cluster_are_an_error(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     config = compose_cfg(*CPU_READY, "+ray_kwargs.ray_init.address=127.0.0.1:6379", "ray_kwargs.ray_init.num_cpus=16")
-    with pytest.raises(CPURunConfigError, match="ray start --num-gpus 2"):
+    # 2 ranks x 3 + TransferQueue controller and verl's default 8 storage units + 2 unreserved
+    with pytest.raises(CPURunConfigError, match="ray start --num-gpus 2 --num-cpus 17"):
         configure_cpu_run(config)
 
 

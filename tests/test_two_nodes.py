@@ -49,7 +49,9 @@ LOOPBACK = "127.0.0.1"
 NEAR_EXACT = dict(rtol=1e-5, atol=1e-5)  # the two-rank test's tolerance (test_update_equivalence.py)
 MINI_BATCH = 4  # 8 sequences -> 2 optimizer steps per pass
 ALPHA, INNER_STEPS = 0.5, 2
+NODE_CPUS = 8  # logical; at least what the trainer's first line asks of every node (checked below)
 TRAINER_TIMEOUT_S = 300  # the run takes about 1.5 min on 2 cores
+NODE_REQUIREMENT = re.compile(r"every node must offer (\d+) logical GPUs and at least (\d+) CPUs")
 RANK_LINE = re.compile(
     r"\[sfpo\] (\w+) rank (\d+)/(\d+) on Ray node ([0-9a-f]+): verl loaded the sfpo_verl plugin: (yes|no); "
     r"platform: (\w+)"
@@ -76,8 +78,10 @@ def cluster():
                 # Ports picked by Ray (None): other Ray instances on this machine hold the defaults.
                 node = dict(node_ip_address=LOOPBACK, num_gpus=1, include_dashboard=False, dashboard_port=None,
                             dashboard_agent_listen_port=None, object_store_memory=200 * 1024**2)
-                cluster.add_node(num_cpus=8, **node)  # the head: also TransferQueue and the helper actors
-                cluster.add_node(num_cpus=4, **node)
+                # Ray may place the TransferQueue actors on either node: each must also have room
+                # for its rank's 3-CPU bundle (a 4-CPU worker node once left verl waiting forever).
+                cluster.add_node(num_cpus=NODE_CPUS, **node)
+                cluster.add_node(num_cpus=NODE_CPUS, **node)
                 cluster.wait_for_nodes(timeout=60)
             yield cluster
         finally:
@@ -124,6 +128,12 @@ def test_every_trainer_rank_has_the_plugin_and_the_cpu_platform_on_its_own_node(
         assert (plugin, platform) == ("yes", "cpu"), f"{role} rank {rank} on node {node}"
     actor_nodes = {rank: node for (role, rank), (node, _, _) in ranks.items() if "actor" in role}
     assert sorted(actor_nodes.values()) == sorted(node_ids(cluster)), f"ranks by node: {actor_nodes}"
+
+
+def test_the_run_states_what_every_node_needs_and_the_nodes_offer_it(trainer_run):
+    _, _, log = trainer_run
+    (gpus, cpus), = {tuple(map(int, found)) for found in NODE_REQUIREMENT.findall(log)}
+    assert gpus == 1 and cpus <= NODE_CPUS
 
 
 def test_sfpo_steps_run_across_both_nodes(trainer_run):

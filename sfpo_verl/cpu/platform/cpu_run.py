@@ -149,11 +149,21 @@ def ray_resources_for(config: DictConfig) -> tuple[int, int]:
     on a GPU-less host. CPUs are logical too: Ray does not pin threads.
     """
     n_workers = config.trainer.n_gpus_per_node * config.trainer.nnodes
+    num_cpus = CPUS_PER_WORKER_BUNDLE * n_workers + _cpus_besides_workers(config)
+    return num_cpus, n_workers
+
+
+def cpus_per_node(config: DictConfig) -> int:
+    """The CPUs each node of a running cluster must declare: its trainer ranks' bundles, plus room
+    for the TransferQueue actors and the unreserved CPUs, which Ray may place on any node (a node
+    short of them leaves verl waiting for its placement group forever)."""
+    return CPUS_PER_WORKER_BUNDLE * config.trainer.n_gpus_per_node + _cpus_besides_workers(config)
+
+
+def _cpus_besides_workers(config: DictConfig) -> int:
     backend = config.transfer_queue.backend
     storage_units = backend.SimpleStorage.num_data_storage_units if backend.storage_backend == "SimpleStorage" else 0
-    tq_actors = 1 + storage_units
-    num_cpus = CPUS_PER_WORKER_BUNDLE * n_workers + CPUS_PER_TRANSFER_QUEUE_ACTOR * tq_actors + UNRESERVED_CPUS
-    return num_cpus, n_workers
+    return CPUS_PER_TRANSFER_QUEUE_ACTOR * (1 + storage_units) + UNRESERVED_CPUS
 
 
 def ray_cluster_address(ray_init: DictConfig) -> str | None:
@@ -175,12 +185,14 @@ def _configure_ray(config: DictConfig) -> None:
                 raise CPURunConfigError(
                     f"ray_kwargs.ray_init.num_cpus/num_gpus cannot be passed when connecting to the Ray cluster at "
                     f"{address}: drop them and start each node with `ray start --num-gpus "
-                    f"{config.trainer.n_gpus_per_node} --num-cpus N` instead"
+                    f"{config.trainer.n_gpus_per_node} --num-cpus {cpus_per_node(config)}` instead"
                 )
             print(
-                f"[sfpo] CPU mode on the Ray cluster at {address}: it needs {num_gpus} logical GPUs "
-                f"({config.trainer.n_gpus_per_node} per node, `ray start --num-gpus`) and {num_cpus} CPUs "
-                f"({CPUS_PER_WORKER_BUNDLE} per GPU on its node)",
+                f"[sfpo] CPU mode on the Ray cluster at {address}: every node must offer "
+                f"{config.trainer.n_gpus_per_node} logical GPUs and at least {cpus_per_node(config)} CPUs "
+                f"(`ray start --num-gpus {config.trainer.n_gpus_per_node} --num-cpus {cpus_per_node(config)}`): "
+                f"{CPUS_PER_WORKER_BUNDLE} per trainer rank, plus the TransferQueue actors and helpers, "
+                f"which Ray may place on any node",
                 flush=True,
             )
         elif asked_cpus is not None and asked_cpus < num_cpus:

@@ -102,15 +102,23 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
         except subprocess.TimeoutExpired:
             process.kill()
             returncode = process.wait()
-            raise RuntimeError(f"The {arm} arm did not finish within {timeout_s:.0f}s; see {arm_dir / 'train.log'}") from None
+            raise RuntimeError(f"The {arm} arm did not finish within {timeout_s:.0f}s; see {arm_dir / 'train.log'}"
+                               f"{_log_tail(arm_dir / 'train.log')}") from None
         finally:
             watcher.stop()
             shutil.rmtree(ray_tmp, ignore_errors=True)
     seconds = time.time() - start
     if returncode != 0:
-        raise RuntimeError(f"The {arm} arm failed (exit {returncode}); see {arm_dir / 'train.log'}")
+        raise RuntimeError(f"The {arm} arm failed (exit {returncode}); see {arm_dir / 'train.log'}"
+                           f"{_log_tail(arm_dir / 'train.log')}")
     print(f"[{arm}] done in {seconds:.0f}s, peak memory of its processes {watcher.peak_rss_gb:.1f} GiB", flush=True)
     return {"wall_seconds": round(seconds, 1), "peak_rss_gib": round(watcher.peak_rss_gb, 2)}
+
+
+def _log_tail(log: Path, lines: int = 30) -> str:
+    """The log's last lines, for an error raised where the log itself may not survive (CI)."""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return "".join(f"\n  | {line}" for line in [f"last {len(tail)} lines of the log:", *tail])
 
 
 class _ProgressWatcher(threading.Thread):
