@@ -118,3 +118,72 @@ def test_quickstart_sampler_reorders_verls_batch(monkeypatch):
     batch, metrics = object.__new__(QuickstartReplayBuffer).sample(global_steps=1, partition_id="train", batch_size=2)
     assert batch.keys == ["a_1_0", "a_0_0", "b_0_0", "b_1_0"] and metrics == {"m": 1}
     assert [t["key"] for t in batch.tags] == batch.keys
+
+
+# --- two launches of the same config ----------------------------------------------------------
+
+STEPS = 2
+SETTINGS = {
+    "trainer.total_training_steps": STEPS,
+    # step 1 an SFPO step (alpha 0.8); step 2 alpha = 0, verl's plain update, the GRPO arm's path
+    "algorithm.sfpo.alpha_schedule": "cutoff",
+    "algorithm.sfpo.schedule_steps": 1,
+    # two mini-batches of two micro-batches each: the order decides what each one holds
+    "actor_rollout_ref.actor.ppo_mini_batch_size": 2,
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": 4,
+    # validation before training and after the last step (its own replay-buffer partition)
+    "trainer.val_before_train": True,
+    "trainer.test_freq": STEPS,
+}
+# Metrics of the clock or of the process, not of the computation: wall-clock seconds of each phase
+# (timing_s/, timing_per_token_ms/, sfpo/timing_s/), rates over wall-clock (perf/throughput,
+# perf/time_per_step, perf/mfu/) and the process's memory (actor/perf/).
+EXCLUDED_PREFIXES = ("timing_s/", "timing_per_token_ms/", "sfpo/timing_s/", "perf/throughput", "perf/time_per_step",
+                     "perf/mfu/", "actor/perf/")
+# Computed from the rollout's own log-probs, which vary in the last bits with the rollout
+# server's batching (module docstring): compared within this absolute bound, about 25 times the
+# largest difference measured.
+ROLLOUT_LOG_PROB_PREFIXES = ("rollout_corr/", "training/rollout_")
+ROLLOUT_LOG_PROB_ATOL = 1e-5
+# A few metrics that must be among those compared exactly (so the exclusions hide nothing).
+MUST_COMPARE = ("critic/advantages/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy", "actor/ppo_kl",
+                "sfpo/fast_displacement_norm", "perf/total_num_tokens", "val-core/sfpo_arithmetic/acc/mean@2")
+LAUNCH_TIMEOUT_S = 300  # about 1 min each on 2 cores
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> list[dict[int, dict]]:
+    from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
+    from sfpo_verl.smoke import Arm, arm_overrides, device_settings, launch
+
+    out = tmp_path_factory.mktemp("reproducibility")
+    build_task(out / "task", TaskSettings(max_operand=3, target_greedy_accuracy=0.0), log=lambda *_: None)
+    runs = []
+    for name in ("first", "second"):
+        arm = Arm(name, "sfpo", SETTINGS)
+        overrides = arm_overrides(arm, device_settings("cpu", "hf"), TaskPaths(out / "task"), out)
+        steps, _, _ = launch(arm, overrides, out, timeout_s=LAUNCH_TIMEOUT_S)
+        runs.append(steps)
+    return runs
+
+
+@pytest.mark.slow
+def test_the_same_config_and_seed_give_identical_metrics(two_runs):
+    first, second = two_runs
+    assert sorted(first) == sorted(second) == list(range(STEPS + 1))  # step 0: validation before training
+    assert first[1]["sfpo/alpha"] > 0 and first[2]["sfpo/alpha"] == 0.0, "expected an SFPO step, then a GRPO step"
+    bounded = {}
+    for step in first:
+        assert first[step].keys() == second[step].keys(), f"step {step}"
+        for name, value in first[step].items():
+            if name.startswith(EXCLUDED_PREFIXES):
+                continue
+            if name.startswith(ROLLOUT_LOG_PROB_PREFIXES):
+                bounded[f"{name}@{step}"] = abs(value - second[step][name])
+                continue
+            assert value == second[step][name], f"step {step} {name}: {value!r} != {second[step][name]!r}"
+    compared = {name for metrics in first.values() for name in metrics if not name.startswith(EXCLUDED_PREFIXES)}
+    assert set(MUST_COMPARE) <= compared
+    worst = max(bounded, key=bounded.get)
+    print(f"rollout log-prob diagnostics: largest difference {bounded[worst]:.3g} ({worst})")
+    assert all(d <= ROLLOUT_LOG_PROB_ATOL for d in bounded.values()), {k: d for k, d in bounded.items() if d > ROLLOUT_LOG_PROB_ATOL}
