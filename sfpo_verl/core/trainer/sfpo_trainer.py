@@ -3,7 +3,8 @@
 Rollout, reward, reference model, GRPO advantage and weight sync are verl's, untouched.
 This subclass only (1) builds the actor with the SFPO worker, (2) decides each step's
 alpha on the driver and sends it with the batch, (3) feeds the entropy switch and logs the
-SFPO metrics, and (4) saves/restores the switch state with every checkpoint.
+SFPO metrics, (4) saves/restores the switch state with every checkpoint, and (5) names each
+prompt by its step and position instead of a random uuid (a patch, see `_fetch_one_gen_batch`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ray
 from omegaconf import open_dict
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
 
 from sfpo_verl.core.algorithm import AlphaSchedule, EntropySwitch, SFPOController
 from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
@@ -51,6 +53,7 @@ class SFPOTrainer(PPOTrainerSync):
     def __init__(self, config):
         super().__init__(config)
         self.sfpo = build_controller(config.algorithm)
+        self._uid_step, self._uid_next = None, 0
         if self.sfpo.switch is not None:
             # the switch needs the update's entropy metric, which verl computes only on request
             with open_dict(config):
@@ -61,6 +64,22 @@ class SFPOTrainer(PPOTrainerSync):
         for role in _HYBRID_WORKER_ROLES:
             if role in self.role_worker_mapping:
                 self.role_worker_mapping[role] = ray.remote(SFPOActorRolloutRefWorker)
+
+    def _fetch_one_gen_batch(self):
+        """verl's dataloader fetch, with each prompt's uid "SSSSSS-NNNNNN" (step, then position
+        among the prompts fetched in that step) instead of verl's random uuid4.
+
+        PATCH verl==0.9.1 (patches/README.md): a uid is only a group label, but a random one
+        orders nothing; deterministic uids let the replay buffer put a step's trajectories in
+        a canonical order (sfpo_verl/cpu/quickstart/sampler.py), and uid-sorted rollout dumps
+        follow the data order. Unique within a run; no "_" (verl splits keys on it)."""
+        batch = super()._fetch_one_gen_batch()
+        if self._uid_step != self.global_steps:
+            self._uid_step, self._uid_next = self.global_steps, 0
+        first, self._uid_next = self._uid_next, self._uid_next + len(batch)
+        uids = [f"{self.global_steps:06d}-{i:06d}" for i in range(first, self._uid_next)]
+        tu.assign_non_tensor_stack(batch, "uid", uids)
+        return batch
 
     def _update_actor(self, batch, metrics: dict):
         step = self.global_steps
