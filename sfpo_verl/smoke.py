@@ -19,7 +19,7 @@ quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml) with two trainer ranks f
 
 Checks: alpha > 0 on every SFPO step and 0 on every GRPO step; after an update, the rollout's
 log-probs agree with the actor's (weight sync works); the resume; the anchor's accelerator
-bytes (0 with anchor_device=cpu); the rewards equal the task's reward of the generated text.
+bytes (0 with anchor_device=cpu); the rewards equal the math reward of the generated text.
 Writes DIR/smoke_report.json and prints per-phase times, each arm's peak accelerator memory and
 the anchor's bytes. Exits 1 when a check fails, naming it and the arm's log.
 """
@@ -35,12 +35,16 @@ from pathlib import Path
 
 import yaml
 
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, REWARD_FILE, merge_overrides, run_arm
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, REWARD_PATH, merge_overrides, run_arm
+from sfpo_verl.cpu.task.arithmetic import DATA_SOURCE
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 from sfpo_verl.paper.analysis.runs import read_file_logger
 
 STEPS = 3
 SAVE_STEP = 2
+# A small task (64 problems), pre-trained for seconds on clean answers: about half its samples
+# are right, so GRPO groups have reward variance and the weights move (the weight-sync check).
+SMOKE_TASK = TaskSettings(max_operand=3, label_noise=0.0, pretrain_steps=200)
 # Small batches and a large step, so the weights visibly move between rollouts.
 RUN = {
     "data.train_batch_size": 4,
@@ -139,7 +143,7 @@ def arm_overrides(arm: Arm, base: dict, task: TaskPaths, out: Path) -> list[str]
         "data.train_files": task.train,
         "data.val_files": task.val,
         "actor_rollout_ref.model.path": task.model,
-        "reward.custom_reward_function.path": REWARD_FILE,
+        "reward.custom_reward_function.path": REWARD_PATH,
         "reward.custom_reward_function.name": "compute_score",
         **arm.overrides,
     }
@@ -198,13 +202,13 @@ def check_arm(arm: Arm, steps: dict[int, dict], device: str) -> dict[str, dict]:
 
 
 def check_rewards(arm_dir: Path) -> dict:
-    """Every dumped rollout's score equals the task's reward of its generated text."""
-    from sfpo_verl.cpu.task.reward import compute_score
+    """Every dumped rollout's score equals the math reward's score of its generated text."""
+    from sfpo_verl.paper.reward import compute_score
 
     samples = [json.loads(line) for f in sorted((arm_dir / "rollouts").glob("*.jsonl"))
                for line in f.read_text().splitlines()]
     expected = STEPS * RUN["data.train_batch_size"] * RUN["actor_rollout_ref.rollout.n"]
-    wrong = [s for s in samples if s["score"] != compute_score("sfpo_arithmetic", s["output"], s["gts"])]
+    wrong = [s for s in samples if s["score"] != compute_score(DATA_SOURCE, s["output"], s["gts"])["score"]]
     generated = any(s["output"].strip() for s in samples)
     return {"ok": len(samples) == expected and not wrong and generated,
             "detail": f"{len(samples)} samples (expected {expected}), {len(wrong)} scored differently, "
@@ -246,8 +250,8 @@ def run_smoke(device: str, out: Path, rollout: str, arm_names: list[str] | None 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     task_dir = out / "task"
-    # The task's tiny model, untrained beyond one pass: the smoke checks mechanics, not learning.
-    build_task(task_dir, TaskSettings(max_operand=3, target_greedy_accuracy=0.0), log=lambda *_: None)
+    # The task's tiny model, briefly trained: the smoke checks mechanics, not learning.
+    build_task(task_dir, SMOKE_TASK, log=lambda *_: None)
     task = TaskPaths(task_dir)
     base = device_settings(device, rollout)
     arms, skipped = arms_for(device)

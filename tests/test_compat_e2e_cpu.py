@@ -23,8 +23,8 @@ import json
 
 import pytest
 
-from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
-from sfpo_verl.smoke import PROBS_DIFF_MEAN_CUDA, Arm, arm_overrides, check_arm, device_settings, launch
+from sfpo_verl.cpu.task.build import TaskPaths, build_task
+from sfpo_verl.smoke import PROBS_DIFF_MEAN_CUDA, SMOKE_TASK, Arm, arm_overrides, check_arm, device_settings, launch
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ ARMS = {
 def run_arm(tmp_path_factory):
     """Launch an arm on first use (one trainer at a time); its metrics by step."""
     out = tmp_path_factory.mktemp("compat_cpu")
-    build_task(out / "task", TaskSettings(max_operand=3, target_greedy_accuracy=0.0), log=lambda *_: None)
+    build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
     task, base = TaskPaths(out / "task"), device_settings("cpu", "hf")
     finished: dict[str, dict] = {}
 

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from sfpo_verl.core.preflight import RunInputError, check_run_inputs
-from sfpo_verl.cpu.task.arithmetic import write_datasets
+from sfpo_verl.cpu.task.arithmetic import split_problems, write_datasets
 
 
 def run_config(model_path, train, val):
@@ -21,7 +21,7 @@ def run_config(model_path, train, val):
 def task(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
-    return tmp_path, write_datasets(tmp_path / "data", max_operand=2, seed=0)
+    return tmp_path, write_datasets(tmp_path / "data", split_problems(max_operand=2, val_fraction=0.2, seed=0))
 
 
 def test_usable_inputs_pass(task):

@@ -153,11 +153,11 @@ LAUNCH_TIMEOUT_S = 300  # about 1 min each on 2 cores
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> list[dict[int, dict]]:
-    from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
-    from sfpo_verl.smoke import Arm, arm_overrides, device_settings, launch
+    from sfpo_verl.cpu.task.build import TaskPaths, build_task
+    from sfpo_verl.smoke import SMOKE_TASK, Arm, arm_overrides, device_settings, launch
 
     out = tmp_path_factory.mktemp("reproducibility")
-    build_task(out / "task", TaskSettings(max_operand=3, target_greedy_accuracy=0.0), log=lambda *_: None)
+    build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
     runs = []
     for name in ("first", "second"):
         arm = Arm(name, "sfpo", SETTINGS)

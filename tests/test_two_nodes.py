@@ -40,8 +40,8 @@ from sfpo_verl.core.local_actor import (
     update_batch,
     with_old_log_probs,
 )
-from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
-from sfpo_verl.smoke import STEPS, Arm, arm_overrides, check_arm, device_settings, launch
+from sfpo_verl.cpu.task.build import TaskPaths, build_task
+from sfpo_verl.smoke import SMOKE_TASK, STEPS, Arm, arm_overrides, check_arm, device_settings, launch
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def node_ids(cluster) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def trainer_run(cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("two_nodes")
-    build_task(out / "task", TaskSettings(max_operand=3, target_greedy_accuracy=0.0), log=lambda *_: None)
+    build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
     name = "sfpo_two_nodes"
     arm = Arm(name, "sfpo", {
         "trainer.nnodes": 2,

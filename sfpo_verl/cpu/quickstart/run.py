@@ -27,7 +27,8 @@ from sfpo_verl.cpu.quickstart.report import read_arm, write_report
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
-REWARD_FILE = Path(__file__).resolve().parents[1] / "task" / "reward.py"
+# The paper's math reward (last `\boxed{}`, math-verify), which the task's answers are written for.
+REWARD_PATH = "pkg://sfpo_verl.paper.reward.math_reward"
 
 
 def hydra_value(value) -> str:
@@ -67,7 +68,7 @@ def arm_overrides(base: list[str], arm: str, task: TaskPaths, arm_dir: Path) -> 
         f"data.train_files={task.train}",
         f"data.val_files={task.val}",
         f"actor_rollout_ref.model.path={task.model}",
-        f"reward.custom_reward_function.path={REWARD_FILE}",
+        f"reward.custom_reward_function.path={REWARD_PATH}",
         "reward.custom_reward_function.name=compute_score",
     ]
     return merge_overrides({o.split("=", 1)[0]: o.split("=", 1)[1] for o in owned}, base)

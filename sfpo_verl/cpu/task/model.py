@@ -1,16 +1,18 @@
 """The tiny Qwen2 policy and its brief supervised pre-training on the arithmetic task.
 
-Pre-training targets are noisy: with probability `label_noise` the answer is a random
+Pre-training targets are noisy: with probability `label_noise` the boxed answer is a random
 number instead of the sum. The model learns the sums as its most likely answer (greedy
-accuracy near 1) while sampling at temperature 1 (the rollout setting) is right only
-about (1 - label_noise) of the time. RL then has signal from the first step and a clear
-ceiling to climb towards by sharpening what the model knows, the regime RL fine-tuning
-of pre-trained LLMs is in. (On clean targets, a model this small learns RL-slowly: the
-sampled accuracy of a partly trained model barely moves in a few hundred rollouts.)
+accuracy near 1, on validation problems too) while sampling at temperature 1 (the rollout
+setting) is right only about (1 - label_noise) of the time. RL then has signal from the
+first step and a clear ceiling to climb towards by sharpening what the model knows, the
+regime RL fine-tuning of pre-trained LLMs is in. (On clean targets, a model this small
+learns RL-slowly: the sampled accuracy of a partly trained model barely moves in a few
+hundred rollouts.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ import torch
 from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 from sfpo_verl.cpu.rollout.generator import BatchGenerator, SamplingSettings
-from sfpo_verl.cpu.task.arithmetic import Problem, parse_answer
+from sfpo_verl.cpu.task.arithmetic import DATA_SOURCE, Problem, boxed
+from sfpo_verl.paper.reward import compute_score
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,14 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, problem: Problem) -> list[int
 
 
 def sampled_accuracy(model, tokenizer, problems: list[Problem], temperature: float = 1.0, seed: int = 0) -> float:
+    """Fraction of `problems` answered correctly, graded by the paper's math reward as in RL."""
     generator = BatchGenerator(model, [tokenizer.eos_token_id], tokenizer.pad_token_id, seed=seed)
-    settings = [SamplingSettings(max_new_tokens=6, temperature=temperature)] * len(problems)
+    # Room for the longest right response and the end-of-sequence token (one token a character).
+    longest = max(len(boxed(p.answer)) for p in problems) + 1
+    settings = [SamplingSettings(max_new_tokens=longest, temperature=temperature)] * len(problems)
     outputs = generator.generate([prompt_ids(tokenizer, p) for p in problems], settings)
     correct = [
-        parse_answer(tokenizer.decode(out.token_ids, skip_special_tokens=True)) == int(p.answer)
+        compute_score(DATA_SOURCE, tokenizer.decode(out.token_ids, skip_special_tokens=True), p.answer)["acc"]
         for p, out in zip(problems, outputs)
     ]
     model.train()
@@ -74,18 +80,20 @@ def sampled_accuracy(model, tokenizer, problems: list[Problem], temperature: flo
 
 
 def pretrain(
-    model, tokenizer, problems: list[Problem], held_out: list[Problem], target_greedy_accuracy: float,
-    label_noise: float, max_seconds: float, batch_size: int = 64, lr: float = 1e-3, eval_every: int = 50,
-    seed: int = 0, log=print,
-) -> float:
-    """Supervised training on `prompt -> answer<|im_end|>` with noisy answers until the greedy
-    accuracy on `held_out` reaches `target_greedy_accuracy` (or time runs out). Returns it."""
+    model, tokenizer, problems: list[Problem], steps: int, label_noise: float, batch_size: int = 64,
+    lr: float = 1e-3, log_every: int = 250, seed: int = 0, log=print,
+) -> None:
+    """`steps` steps of supervised training on `prompt -> \\boxed{answer}<|im_end|>` with noisy
+    answers, the learning rate decaying linearly to 0 so the model ends settled rather than
+    mid-oscillation. A fixed step count and seeded batches, never a wall-clock or accuracy
+    stop, so the same settings give the same weights however loaded the machine is."""
     rng = torch.Generator().manual_seed(seed)
     sequences, answer_masks = _supervised_examples(tokenizer, _noisy_copies(problems, label_noise, seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    start, step, accuracy = time.time(), 0, 0.0
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: 1 - done / steps)
+    start = time.time()
     model.train()
-    while True:
+    for step in range(1, steps + 1):
         rows = torch.randint(len(sequences), (batch_size,), generator=rng)
         ids, mask = sequences[rows], answer_masks[rows]
         logits = model(input_ids=ids).logits[:, :-1]
@@ -94,22 +102,28 @@ def pretrain(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        step += 1
-        if step % eval_every == 0:
-            accuracy = sampled_accuracy(model, tokenizer, held_out, temperature=0.0)
-            log(f"[pretrain] step {step}  loss {loss.item():.3f}  greedy accuracy {accuracy:.3f}  "
-                f"({time.time() - start:.0f}s)")
-            if accuracy >= target_greedy_accuracy or time.time() - start > max_seconds:
-                return accuracy
+        schedule.step()
+        if step % log_every == 0 or step == steps:
+            log(f"[pretrain] step {step}/{steps}  loss {loss.item():.3f}  ({time.time() - start:.0f}s)")
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the model's parameters and buffers (names, dtypes, shapes, bytes): equal
+    digests mean bit-identical weights, whichever machine built them."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _noisy_copies(problems: list[Problem], label_noise: float, seed: int, copies: int = 20) -> list[tuple[Problem, str]]:
-    """`copies` (problem, target answer) pairs per problem; a `label_noise` fraction of the
-    targets are drawn uniformly from the task's range of sums instead of being the sum."""
+    """`copies` (problem, target response) pairs per problem; a `label_noise` fraction of the
+    targets box a number drawn uniformly from the task's range of sums instead of the sum."""
     rng = random.Random(seed)
-    largest_sum = max(p.a + p.b for p in problems)
+    largest_sum = max(int(p.answer) for p in problems)
     return [
-        (p, str(rng.randint(0, largest_sum)) if rng.random() < label_noise else p.answer)
+        (p, boxed(str(rng.randint(0, largest_sum)) if rng.random() < label_noise else p.answer))
         for p in problems
         for _ in range(copies)
     ]

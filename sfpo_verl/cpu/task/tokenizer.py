@@ -17,7 +17,8 @@ from transformers import Qwen2Tokenizer
 
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [PAD, BOS, EOS]
-CHARACTERS = string.digits + string.ascii_lowercase + "+-*=?:., \n"
+# Backslash and braces: answers are written `\boxed{16}`.
+CHARACTERS = string.digits + string.ascii_lowercase + "+-*=?:., \n\\{}"
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
