@@ -169,7 +169,7 @@ def test_server_serves_concurrent_requests_and_loads_weights_in_place(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     rollout = RolloutConfig(name="hf", prompt_length=32, response_length=4, dtype="float32")
     server = HFRolloutServer(rollout, HFModelConfig(path=str(tmp_path)), replica_rank=0)
-    prompts = [prompt_ids(tokenizer, Problem(a, 1)) for a in range(6)]
+    prompts = [prompt_ids(tokenizer, Problem((a, 1, 0))) for a in range(6)]
     greedy = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "logprobs": True}
 
     async def generate_all():
