@@ -22,8 +22,10 @@ class SFPOTaskRunner(TaskRunnerV1.__ray_actor_class__):
         import transfer_queue as tq
 
         from sfpo_verl.core.trainer.sfpo_trainer import SFPOTrainer
+        from sfpo_verl.core.trainer.validation_metrics import use_vectorised_bootstrap
 
         configure_verl_logging()
+        use_vectorised_bootstrap()  # validation metrics are computed in this process
         config.transfer_queue.enable = True
         pprint(OmegaConf.to_container(config, resolve=True))
         OmegaConf.resolve(config)
