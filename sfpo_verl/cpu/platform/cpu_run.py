@@ -204,6 +204,10 @@ def _configure_ray(config: DictConfig) -> None:
         else:
             ray_init.num_cpus = asked_cpus or num_cpus
             ray_init.num_gpus = num_gpus
+            # The dashboard and its agent poll every process; on a 2-core machine that is CPU
+            # time the trainer, rollout and reward processes wait for.
+            if ray_init.get("include_dashboard") is None:
+                ray_init.include_dashboard = False
         # Every Ray process (workers, agent-loop and reward-loop workers, servers) must
         # resolve the CPU platform before verl first asks for it. The runtime env is the
         # only way the driver's variables reach processes of a running cluster's nodes.
