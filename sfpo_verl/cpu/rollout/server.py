@@ -54,10 +54,12 @@ class HFRolloutServer:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
         self.generator = BatchGenerator(model, eos_ids, pad_id)
         self._seed = self.config.seed + replica_rank
-        # How often each prompt was asked for: seeds its k-th sample, so a run's samples do not
-        # depend on how concurrent requests happened to be batched (identical settings and seed
-        # give identical rollouts). One integer per distinct prompt.
+        # How often each prompt was asked for since the weights of the current step arrived:
+        # with the step, seeds its k-th sample, so what a run samples depends neither on how
+        # concurrent requests happened to be batched nor on what this process served before the
+        # step (a run resumed from a checkpoint samples what the uninterrupted run sampled).
         self._times_asked: dict[int, int] = {}
+        self._times_asked_step: Optional[int] = None
         # Parameters by every name they answer to (tied embeddings have two).
         self._params = dict(model.named_parameters(remove_duplicate=False))
         self._received: set[int] = set()
@@ -106,10 +108,15 @@ class HFRolloutServer:
         )
 
     def _request_rng(self, prompt_ids: list[int]) -> torch.Generator:
-        key = hash(tuple(prompt_ids))
+        """The k-th request for this prompt at this step draws from seed (run seed, step, prompt, k).
+        The step is the one whose weights the server holds (verl syncs them after every update and
+        on resume), so it is the same in a resumed run as in an uninterrupted one."""
+        if self._times_asked_step != self.global_steps:
+            self._times_asked, self._times_asked_step = {}, self.global_steps
+        key = hash(tuple(prompt_ids))  # ints only: the same in every process, unlike str hashes
         k = self._times_asked.get(key, 0)
         self._times_asked[key] = k + 1
-        return torch.Generator().manual_seed(hash((self._seed, key, k)) & 0x7FFF_FFFF_FFFF_FFFF)
+        return torch.Generator().manual_seed(hash((self._seed, self.global_steps, key, k)) & 0x7FFF_FFFF_FFFF_FFFF)
 
     def _start_batcher(self) -> None:
         # asyncio objects must be created on the actor's event loop, i.e. inside a call.
