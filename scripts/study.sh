@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# GRPO vs SFPO over several seeds on the CPU task, with error bars: arms x seeds through
-# `python -m sfpo_verl.main`, resumable, then DIR/report.md, DIR/curves.png, DIR/report.json.
-# Sets up .venv on first use (the one scripts/test.sh makes). Arguments go to
-# `python -m sfpo_verl.cpu.study`, e.g.
+# A study on the CPU task: a grid's arms x seeds through `python -m sfpo_verl.main`,
+# resumable, then DIR/report.md (the grid's comparisons paired by seed, with bootstrap
+# intervals and sign-flip p-values; times to fixed accuracy targets), DIR/curves.png and
+# DIR/report.json. Sets up .venv on first use (the one scripts/test.sh makes). Arguments go to
+# `python -m sfpo_verl.cpu.study` (see its --help), e.g.
 #   bash scripts/study.sh --out-dir runs/study --seeds 3
-#   bash scripts/study.sh --out-dir runs/ablations --grid ablations
+#   bash scripts/study.sh --out-dir runs/ablations --grid ablations --arms sfpo_k3_a1.0
+#   bash scripts/study.sh --out-dir recipes/results/cpu_study_epochs --work-dir runs/cpu_study_epochs \
+#       --grid epochs --seeds 8 --targets 0.55,0.60,0.65
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh

@@ -5,46 +5,56 @@ are checked exactly. The launcher itself is the quickstart's, run for real by th
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
+import sfpo_verl.cpu.study.__main__ as study_cli
 from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, merge_overrides
-from sfpo_verl.cpu.study.grid import GRIDS, arms_of
-from sfpo_verl.cpu.study.report import read_run, summarize, write_report
+from sfpo_verl.cpu.study import grid
+from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
+from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
 from sfpo_verl.cpu.study.runner import DONE_FILE, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths
 
-import yaml
-
 ROLLOUTS_PER_STEP = 128
+BUDGET = 6 * ROLLOUTS_PER_STEP
 # Held-out accuracy at steps 0, 2, 4, 6 by arm and seed; one training step takes 10 s (grpo), 20 s (sfpo).
 CURVES = {
     ("grpo", 0): [0.30, 0.40, 0.50, 0.60],
     ("grpo", 1): [0.30, 0.42, 0.52, 0.58],
     ("grpo", 2): [0.30, 0.38, 0.48, 0.56],
+    ("grpo", 3): [0.30, 0.40, 0.45, 0.50],
     ("sfpo_k3_a0.8", 0): [0.30, 0.62, 0.64, 0.66],
     ("sfpo_k3_a0.8", 1): [0.30, 0.50, 0.60, 0.65],
     ("sfpo_k3_a0.8", 2): [0.30, 0.45, 0.50, 0.55],
+    ("sfpo_k3_a0.8", 3): [0.30, 0.45, 0.50, 0.55],
 }
 STEP_SECONDS = {"grpo": 10.0, "sfpo_k3_a0.8": 20.0}
+SETTINGS = {"grid": "default", "arms": ["grpo", "sfpo_k3_a0.8"], "comparisons": [["sfpo_k3_a0.8", "grpo"]],
+            "seeds": [0, 1, 2], "targets": [0.55, 0.6, 0.65], "rollout_budget": BUDGET, "test_freq": 2,
+            "rollouts_per_validation": 256, "val_problems": 100, "val_samples": 4, "accuracy_se_at_half": 0.025,
+            "overrides": []}
 
 
 def base_overrides(*extra: str) -> list[str]:
     return merge_overrides(yaml.safe_load(DEFAULT_CONFIG.read_text())["verl"], list(extra))
 
 
-def plan(tmp_path, *extra: str, seeds=(0, 1, 2)):
-    return plan_runs(base_overrides(*extra), arms_of("default"), list(seeds), TaskPaths(tmp_path / "task"), tmp_path)
+def plan(tmp_path, *extra: str, seeds=(0, 1, 2), grid_name="default", work_dir=None):
+    return plan_runs(base_overrides(*extra), arms_of(grid_name), list(seeds), TaskPaths(tmp_path / "task"), tmp_path,
+                     work_dir)
 
 
 def fake_launch(arm: str, overrides: list[str], folder: Path, total_steps: int) -> dict:
-    """Writes what verl's file logger writes for the run's curve."""
+    """Writes what verl's file logger writes for the run's curve, and a log."""
     values = dict(o.lstrip("+").split("=", 1) for o in overrides)
     seed, name = int(values["data.seed"]), values["trainer.experiment_name"].rsplit("_seed", 1)[0]
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.log").write_text("verl's output\n")
     with open(folder / "metrics.jsonl", "w") as f:
         for i, accuracy in enumerate(CURVES[(name, seed)]):
             step = 2 * i
@@ -57,22 +67,62 @@ def fake_launch(arm: str, overrides: list[str], folder: Path, total_steps: int) 
 
 
 def test_unknown_grid_or_arm_is_named():
-    with pytest.raises(ValueError, match="unknown grid 'nope'.*default, ablations"):
+    with pytest.raises(ValueError, match="unknown grid 'nope'.*default, ablations, epochs, stepsize"):
         arms_of("nope")
     with pytest.raises(ValueError, match="unknown arm.*sfpo_k9_a1.0.*grid 'default'"):
         arms_of("default", ["sfpo_k9_a1.0"])
-    result = subprocess.run([sys.executable, "-m", "sfpo_verl.cpu.study", "--out-dir", "/tmp/x", "--grid", "nope"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "unknown grid 'nope'" in result.stderr
 
 
 def test_ablation_grid_is_the_papers():
-    arms = GRIDS["ablations"]
+    arms = GRIDS["ablations"].arms
     assert {(a["algorithm.sfpo.inner_steps"], a["algorithm.sfpo.alpha"]) for n, a in arms.items() if n != "grpo"} == {
         (k, alpha) for k in (3, 7) for alpha in (0.2, 0.5, 0.8, 1.0)
     }
     assert arms["sfpo_k3_a0.8_noslow"]["algorithm.sfpo.slow_correction"] is False
-    assert arms_of("ablations", ["sfpo_k7_a0.2"]).keys() == {"grpo", "sfpo_k7_a0.2"}  # the baseline always runs
+    # an arm brings its baselines: GRPO and the same K without reposition
+    assert arms_of("ablations", ["sfpo_k7_a0.2"]).keys() == {"grpo", "sfpo_k7_a0.2", "sfpo_k7_a1.0"}
+    assert set(comparisons("ablations", ["grpo", "sfpo_k3_a0.8", "sfpo_k3_a0.8_noslow"])) == {
+        ("sfpo_k3_a0.8", "grpo"), ("sfpo_k3_a0.8_noslow", "grpo"), ("sfpo_k3_a0.8_noslow", "sfpo_k3_a0.8")}
+
+
+def test_epochs_grid_matches_sfpo_passes_with_grpo_epochs():
+    arms = GRIDS["epochs"].arms
+    assert list(arms) == ["grpo", "grpo_e4", "sfpo_k3_a0.8", "grpo_e8", "sfpo_k7_a0.2", "sfpo_k7_a0.5", "sfpo_k7_a1.0"]
+    for epochs in (4, 8):  # stock GRPO (verl's own path), K+1 passes
+        assert arms[f"grpo_e{epochs}"] == {"algorithm.name": "grpo", "actor_rollout_ref.actor.ppo_epochs": epochs}
+    assert comparisons("epochs") == [
+        ("sfpo_k3_a0.8", "grpo"), ("sfpo_k3_a0.8", "grpo_e4"),
+        ("sfpo_k7_a0.2", "grpo"), ("sfpo_k7_a0.2", "grpo_e8"), ("sfpo_k7_a0.2", "sfpo_k7_a1.0"),
+        ("sfpo_k7_a0.5", "grpo"), ("sfpo_k7_a0.5", "grpo_e8"), ("sfpo_k7_a0.5", "sfpo_k7_a1.0"),
+        ("sfpo_k7_a1.0", "grpo"), ("sfpo_k7_a1.0", "grpo_e8"),
+    ]
+    assert list(arms_of("epochs", ["sfpo_k3_a0.8"])) == ["grpo", "grpo_e4", "sfpo_k3_a0.8"]
+
+
+def test_stepsize_grid_compares_at_two_learning_rates():
+    arms = GRIDS["stepsize"].arms
+    assert grid.sfpo_arm(3, 0.8, slow_correction=False, lr=6e-4)[0] == "sfpo_k3_a0.8_noslow_lr6e-4"
+    sfpo, noslow = (grid.sfpo_arm(3, 0.8, slow, STEPSIZE_MATCHED_LR)[0] for slow in (True, False))
+    assert list(arms) == ["sfpo_k3_a0.8_lr3e-4", "sfpo_k3_a0.8_noslow_lr3e-4", sfpo, noslow]
+    assert arms[noslow]["actor_rollout_ref.actor.optim.lr"] == STEPSIZE_MATCHED_LR
+    assert arms["sfpo_k3_a0.8_noslow_lr3e-4"]["actor_rollout_ref.actor.optim.lr"] == 3e-4
+    assert arms[noslow]["algorithm.sfpo.slow_correction"] is False
+    assert set(comparisons("stepsize")) == {
+        ("sfpo_k3_a0.8_noslow_lr3e-4", "sfpo_k3_a0.8_lr3e-4"), (noslow, sfpo),  # without vs with, same lr
+        (sfpo, "sfpo_k3_a0.8_lr3e-4"), (noslow, "sfpo_k3_a0.8_noslow_lr3e-4"),  # matched vs base lr
+    }
+
+
+def test_every_grid_has_the_baselines_its_comparisons_need():
+    for name, declared in GRIDS.items():
+        assert arms_of(name).keys() == declared.arms.keys()
+        assert all(set(pair) <= declared.arms.keys() for pair in comparisons(name))
+
+
+def test_a_baseline_missing_from_the_grid_is_refused(monkeypatch):
+    monkeypatch.setitem(GRIDS, "broken", grid.Grid(dict([grid.sfpo_arm(3, 0.8)]), grid.compute_matched_pairs))
+    with pytest.raises(ValueError, match="grid 'broken' lacks baseline arm.*sfpo_k3_a0.8 needs grpo"):
+        arms_of("broken")
 
 
 def test_each_run_gets_its_arm_and_seed_over_the_users_overrides(tmp_path):
@@ -88,6 +138,15 @@ def test_each_run_gets_its_arm_and_seed_over_the_users_overrides(tmp_path):
             assert values["algorithm.name"] == "sfpo" and values["algorithm.sfpo.alpha"] == "0.8"  # the arm's
         else:
             assert values["algorithm.name"] == "grpo"
+
+
+def test_compute_matched_and_learning_rate_arms_get_their_settings(tmp_path):
+    epochs = {r.arm: dict(o.lstrip("+").split("=", 1) for o in r.overrides) for r in plan(tmp_path, grid_name="epochs")}
+    assert (epochs["grpo_e4"]["algorithm.name"], epochs["grpo_e4"]["actor_rollout_ref.actor.ppo_epochs"]) == ("grpo", "4")
+    assert epochs["grpo_e8"]["actor_rollout_ref.actor.ppo_epochs"] == "8"
+    stepsize = {r.arm: dict(o.lstrip("+").split("=", 1) for o in r.overrides)
+                for r in plan(tmp_path, "actor_rollout_ref.actor.optim.lr=1e-5", grid_name="stepsize")}
+    assert stepsize["sfpo_k3_a0.8_noslow_lr3e-4"]["actor_rollout_ref.actor.optim.lr"] == "0.0003"  # the arm's
 
 
 def test_a_failed_run_is_named_with_its_log_and_the_others_go_on(tmp_path):
@@ -125,6 +184,27 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path):
     assert all((r.folder / DONE_FILE).exists() for r in runs)
 
 
+def test_more_seeds_run_only_the_new_ones(tmp_path):
+    run_all(plan(tmp_path, seeds=(0, 1)), 6, fake_launch)
+    launched = []
+    run_all(plan(tmp_path, seeds=(0, 1, 2, 3)), 6, lambda *args: launched.append((args[0], args[2].name)) or fake_launch(*args))
+    assert launched == [("grpo", "seed2"), ("sfpo_k3_a0.8", "seed2"), ("grpo", "seed3"), ("sfpo_k3_a0.8", "seed3")]
+
+
+def test_results_kept_apart_hold_only_metrics_and_done_and_resume_anywhere(tmp_path):
+    results, work = tmp_path / "results", tmp_path / "work"
+    runs = plan(results, seeds=(0,), work_dir=work)
+    run_all(runs, 6, fake_launch)
+    for run in runs:
+        assert sorted(p.name for p in run.folder.iterdir()) == ["done.json", "metrics.jsonl"]
+        assert run.log.exists() and run.log.is_relative_to(work)
+        values = dict(o.lstrip("+").split("=", 1) for o in run.overrides)
+        assert values["trainer.default_local_dir"].startswith(str(work))
+    clone = tmp_path / "clone" / "results"  # a fresh clone: the results without the work folder
+    shutil.copytree(results, clone)
+    assert all(run.done for run in plan(clone, seeds=(0,), work_dir=tmp_path / "clone" / "work"))
+
+
 @pytest.fixture
 def finished(tmp_path):
     runs = plan(tmp_path)
@@ -138,33 +218,117 @@ def test_report_reads_each_validation_from_verls_metrics(finished):
     assert first["val_acc"] == CURVES[("grpo", 0)]
     assert first["rollouts"] == [0, 256, 512, 768]
     assert first["seconds"] == [0.0, 20.0, 40.0, 60.0]
+    assert first["training_seconds"] == 60.0
 
 
-def test_rollouts_to_match_medians_and_bootstrap_intervals(finished):
-    summary = summarize(finished)
-    assert summary["target"] == pytest.approx(0.58)  # grpo's best mean accuracy (step 6: 0.60, 0.58, 0.56)
-    grpo, sfpo = summary["arms"]["grpo"], summary["arms"]["sfpo_k3_a0.8"]
-    assert {s: r["step"] for s, r in grpo["reached"].items()} == {0: 6, 1: 6}  # seed 2 tops out at 0.56
-    assert {s: r["step"] for s, r in sfpo["reached"].items()} == {0: 2, 1: 4}  # seed 2 tops out at 0.55
-    assert (grpo["seeds_reaching"], sfpo["seeds_reaching"]) == (2, 2)
-    assert sfpo["median_rollouts"] == 384 and grpo["median_rollouts"] == 768
-    assert sfpo["rollouts_ratio"] == pytest.approx(2.0)
-    assert sfpo["seconds_ratio"] == pytest.approx(60 / 60)  # twice as fast in rollouts, twice as slow per step
-    low, high = sfpo["rollouts_ratio_ci95"]
-    assert low <= 2.0 <= high and (low, high) == (pytest.approx(1.5), pytest.approx(3.0))
-    assert sfpo["final_acc"][0] == pytest.approx((0.66 + 0.65 + 0.55) / 3)
-    assert grpo["rollouts_ratio"] == pytest.approx(1.0)
+def test_comparison_paired_by_seed(finished):
+    (comparison,) = summarize(finished, SETTINGS)["comparisons"]
+    assert (comparison["arm"], comparison["baseline"], comparison["n_seeds"]) == ("sfpo_k3_a0.8", "grpo", 3)
+    auc = comparison["measures"]["auc"]  # (a0/2 + a1 + a2 + a3/2) / 3 per run: sfpo wins on every seed
+    assert auc["diffs"] == pytest.approx([0.58 - 0.45, 0.525 - 0.46, 1.375 / 3 - 0.43])
+    assert auc["p_value"] == pytest.approx(2 / 8) and auc["ci95"][0] > 0
+    final = comparison["measures"]["final"]  # +0.06, +0.07, -0.01: |sum| 0.12 reached by 4 of 8 sign patterns
+    assert final["mean_diff"] == pytest.approx(0.04) and final["p_value"] == pytest.approx(4 / 8)
+    assert comparison["measures"]["last3_mean"]["diffs"][0] == pytest.approx((0.62 + 0.64 + 0.66 - 0.4 - 0.5 - 0.6) / 3)
+    assert comparison["training_seconds"] == {"arm": 120.0, "baseline": 60.0, "ratio": 2.0}  # sfpo's step: 2x
+
+
+def test_targets_count_censored_seeds(finished):
+    targets = {(t["arm"], t["target"]): t for t in summarize(finished, SETTINGS)["targets"]}
+    assert len(targets) == 2 * 3
+    grpo = targets[("grpo", 0.6)]  # only seed 0 reaches 0.60
+    assert (grpo["reached"], grpo["censored"], grpo["median_rollouts"], grpo["median_seconds"]) == (1, 2, None, None)
+    sfpo = targets[("sfpo_k3_a0.8", 0.6)]  # seeds 0 and 1, at 256 and 512 rollouts (40 and 80 s); seed 2 tops out at 0.55
+    assert (sfpo["reached"], sfpo["n"], sfpo["median_rollouts"], sfpo["median_seconds"]) == (2, 3, 512, 80.0)
+    assert targets[("grpo", 0.55)]["median_rollouts"] == 768
+
+
+def test_a_missing_baseline_is_stated(finished):
+    settings = {**SETTINGS, "comparisons": [["sfpo_k3_a0.8", "grpo"], ["sfpo_k3_a0.8", "grpo_e4"]]}
+    _, missing = summarize(finished, settings)["comparisons"]
+    assert missing["missing"] == "no finished run of grpo_e4" and missing["measures"] is None
+    text = markdown(summarize(finished, settings), {}, settings, "curves.png")
+    assert "- sfpo_k3_a0.8 − grpo_e4: not compared, no finished run of grpo_e4." in text
 
 
 def test_report_files(finished, tmp_path):
-    settings = {"grid": "default", "arms": ["grpo", "sfpo_k3_a0.8"], "seeds": [0, 1, 2], "test_freq": 2,
-                "rollouts_per_validation": 256, "val_problems": 100, "val_samples": 4, "accuracy_se_at_half": 0.025,
-                "overrides": []}
-    report_json, report_md, png = write_report(finished, {"x seed 9": "boom (log: /l)"}, tmp_path, settings)
+    report_json, report_md, png = write_report(finished, {"x seed 9": "boom (log: /l)"}, tmp_path, SETTINGS)
     data = json.loads(report_json.read_text())
-    assert {(r["arm"], r["seed"]) for r in data["runs"]} == set(CURVES)
-    assert all({"val_acc", "rollouts", "seconds"} <= r.keys() for r in data["runs"])
+    assert {(r["arm"], r["seed"]) for r in data["runs"]} == {key for key in CURVES if key[1] < 3}
+    assert all({"val_acc", "rollouts", "seconds", "training_seconds"} <= r.keys() for r in data["runs"])
+    (comparison,) = data["comparisons"]
+    for measure in ("auc", "last3_mean", "final"):
+        assert comparison["measures"][measure].keys() == {"mean_diff", "ci95", "p_value", "diffs"}
+    assert {"arm", "target", "reached", "n", "median_rollouts", "median_seconds", "censored"} <= data["targets"][0].keys()
     text = report_md.read_text()
-    assert "| sfpo_k3_a0.8 | 3 | 0.620 ± 0.061 |" in text and "2.00x [1.50, 3.00]" in text
+    assert text.index("## Comparisons") < text.index("## Rollouts and training seconds to fixed") < text.index("## Per arm")
+    assert "| sfpo_k3_a0.8 − grpo | 3 | +0.074 [" in text and "], p = 0.25 |" in text and "| 2.00x (120 s vs 60 s) |" in text
+    assert "| grpo | 0.6 | 1/3 | 2 | > budget | > budget |" in text
+    assert "| sfpo_k3_a0.8 | 0.6 | 2/3 | 1 | 512 | 80 |" in text
+    assert "- grpo: accuracy changed by +0.180 over its last 3 validations" in text and "still rising" in text
+    assert "best acc (optimistic: max over 4 validations)" in text and "| sfpo_k3_a0.8 | 3 | 0.620 ± 0.061 |" in text
     assert "x seed 9: boom (log: /l)" in text and "standard error" in text
     assert png.stat().st_size > 10_000
+
+
+def write_val_parquet(task_dir: Path, settings) -> None:
+    """Stands in for the task build: the report reads only the validation problem count."""
+    TaskPaths(task_dir).val.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"prompt": ["1+1"] * 200}).to_parquet(TaskPaths(task_dir).val)
+
+
+def no_run(*args, **kwargs):
+    raise AssertionError("a bad argument must be refused before the task is built or any run starts")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "nope"], "unknown grid 'nope': choose one of default, ablations, epochs, stepsize"),
+        (["--grid", "epochs", "--arms", "nope"],
+         "unknown arm(s) nope in grid 'epochs': its arms are grpo, grpo_e4, sfpo_k3_a0.8, grpo_e8, sfpo_k7_a0.2, "
+         "sfpo_k7_a0.5, sfpo_k7_a1.0"),
+        (["--targets", "0.55,1.2"], "--targets 0.55,1.2: '1.2' is not an accuracy strictly between 0 and 1"),
+        (["--targets", "0"], "--targets 0: '0' is not an accuracy strictly between 0 and 1"),
+        (["--targets", "0.5,high"], "--targets 0.5,high: 'high' is not an accuracy strictly between 0 and 1"),
+        (["--seeds", "0"], "--seeds 0: at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_in_one_line_before_any_run(tmp_path, monkeypatch, capsys, args, message):
+    assert refusal(tmp_path, monkeypatch, capsys, args) == f"error: {message}"
+
+
+def test_a_run_whose_baseline_the_grid_lacks_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(GRIDS, "broken", grid.Grid(dict([grid.sfpo_arm(3, 0.8)]), grid.compute_matched_pairs))
+    assert refusal(tmp_path, monkeypatch, capsys, ["--grid", "broken", "--arms", "sfpo_k3_a0.8"]) == (
+        "error: grid 'broken' lacks baseline arm(s) its comparisons need: sfpo_k3_a0.8 needs grpo")
+
+
+def refusal(tmp_path, monkeypatch, capsys, args: list[str]) -> str:
+    """The study command's error line for `args`; fails if it got as far as building the task or running."""
+    monkeypatch.setattr(study_cli, "build_task", no_run)
+    monkeypatch.setattr(study_cli, "run_all", no_run)
+    with pytest.raises(SystemExit) as exit_info:
+        study_cli.main(["--out-dir", str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1].split(": ", 1)[1]
+
+
+def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "recipes" / "results" / "cpu_study"
+    monkeypatch.setattr(study_cli, "build_task", write_val_parquet)
+    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps: run_all(runs, steps, fake_launch))
+    argv = ["--out-dir", str(results), "--seeds", "2", "trainer.total_training_steps=6"]
+    assert study_cli.main([*argv, "--work-dir", str(tmp_path / "work")]) == 0
+    assert sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()) == sorted(
+        ["curves.png", "report.json", "report.md"]
+        + [f"runs/{arm}/seed{seed}/{name}" for arm in ("grpo", "sfpo_k3_a0.8") for seed in (0, 1)
+           for name in ("done.json", "metrics.jsonl")])
+    first_report = json.loads((results / "report.json").read_text())
+    assert first_report["settings"]["rollout_budget"] == BUDGET
+    assert first_report["settings"]["comparisons"] == [["sfpo_k3_a0.8", "grpo"]]
+
+    shutil.rmtree(tmp_path / "work")  # a fresh clone: the committed results, no task, logs or checkpoints
+    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps: run_all(runs, steps, no_run))
+    assert study_cli.main([*argv, "--work-dir", str(tmp_path / "elsewhere")]) == 0
+    assert json.loads((results / "report.json").read_text())["comparisons"] == first_report["comparisons"]

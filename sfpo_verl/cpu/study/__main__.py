@@ -1,17 +1,24 @@
-"""A GRPO-vs-SFPO study on the CPU task: arms x seeds through `python -m sfpo_verl.main`,
-then a report with error bars.
+"""A study on the CPU task: a grid's arms x seeds through `python -m sfpo_verl.main`, then a
+report of the grid's comparisons, paired by seed, with intervals and p-values.
 
-    python -m sfpo_verl.cpu.study --out-dir runs/study [--seeds 3] [--grid default|ablations]
-                                  [--arms NAME,...] [--config YAML] [verl overrides ...]
+    python -m sfpo_verl.cpu.study --out-dir DIR [--work-dir SCRATCH] [--seeds 3]
+                                  [--grid default|ablations|epochs|stepsize] [--arms NAME,...]
+                                  [--targets 0.55,0.60,0.65] [--config YAML] [verl overrides ...]
     bash scripts/study.sh --out-dir runs/study          # the same, in the project's .venv
 
 Settings: the quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml, or --config), then
-STUDY_DEFAULTS below, then the command line's verl overrides; each arm's SFPO settings and the
-seed (data order and rollout sampling) are the study's and win. The pre-trained model is built
-once into DIR/task and shared by every run. Resumable: rerun the same command and finished
-runs are skipped. Writes DIR/report.md, DIR/curves.png and DIR/report.json (per run: arm,
-seed, and per validation val_acc, rollouts, seconds). Exits 1 if a run failed (the report
-then covers the others and names the failed run's log).
+STUDY_DEFAULTS below, then the command line's verl overrides; each arm's settings and the seed
+(data order and rollout sampling) are the study's and win. `--arms` runs those arms and every
+baseline their comparisons need (sfpo_verl/cpu/study/grid.py). Seeds are 0..N-1.
+
+Where things go: each finished run's metrics.jsonl and done.json under DIR/runs/ARM/seedN, and
+DIR/report.md, DIR/report.json and DIR/curves.png. The pre-trained model (built
+deterministically, shared by every run), verl's logs and checkpoints go under SCRATCH
+(default DIR). So results committed to the repository resume from a fresh clone:
+    --out-dir recipes/results/cpu_study_epochs --work-dir runs/cpu_study_epochs --grid epochs
+Resumable: a run folder holding metrics.jsonl and done.json is finished and never rerun, so
+rerunning with more seeds runs only the new ones. Bad arguments are refused before any run.
+Exits 1 if a run failed (the report then covers the others and names the failed run's log).
 """
 
 from __future__ import annotations
@@ -25,45 +32,66 @@ import pandas as pd
 import yaml
 
 from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, merge_overrides, rollouts_per_step
-from sfpo_verl.cpu.study.grid import GRIDS, arms_of
+from sfpo_verl.cpu.study.grid import GRIDS, arms_of, comparisons
 from sfpo_verl.cpu.study.report import read_run, write_report
 from sfpo_verl.cpu.study.runner import plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
-# Validation often enough that rollouts-to-match is finely quantized, and on more samples per
+# Validation often enough that time to a target is finely quantized, and on more samples per
 # problem than the quickstart, so one accuracy's standard error is small.
 STUDY_DEFAULTS = {
     "trainer.test_freq": 2,
     "actor_rollout_ref.rollout.val_kwargs.n": 4,
 }
+# Accuracy targets for the CPU task, fixed before any run (its start is about 0.40).
+DEFAULT_TARGETS = "0.55,0.60,0.65"
+
+
+def parse_targets(text: str) -> list[float]:
+    """Comma-separated accuracies, each strictly between 0 and 1; ValueError naming a bad one."""
+    targets = []
+    for item in text.split(","):
+        try:
+            target = float(item)
+        except ValueError:
+            target = math.nan
+        if not 0 < target < 1:
+            raise ValueError(f"--targets {text}: {item!r} is not an accuracy strictly between 0 and 1")
+        targets.append(target)
+    return targets
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True, help="results: runs' metrics and done.json, the report")
+    parser.add_argument("--work-dir", type=Path, default=None, help="the task, logs, checkpoints (default: --out-dir)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--grid", default="default", help=f"one of {', '.join(GRIDS)}")
-    parser.add_argument("--arms", default=None, help="comma-separated subset of the grid's arms (grpo always runs)")
+    parser.add_argument("--arms", default=None, help="comma-separated subset of the grid's arms (their baselines run too)")
+    parser.add_argument("--targets", default=DEFAULT_TARGETS,
+                        help="accuracy targets, fixed before the runs (default: %(default)s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="quickstart-style yaml (default: %(default)s)")
     args, verl_overrides = parser.parse_known_args(argv)
-    try:
-        arms = arms_of(args.grid, args.arms.split(",") if args.arms else None)
-        base = merge_overrides({**yaml.safe_load(args.config.read_text())["verl"], **STUDY_DEFAULTS}, verl_overrides)
-    except ValueError as error:
-        parser.error(str(error))
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: at least 1")
-    config = yaml.safe_load(args.config.read_text())
+    try:
+        arms = arms_of(args.grid, args.arms.split(",") if args.arms else None)
+        targets = parse_targets(args.targets)
+        config = yaml.safe_load(args.config.read_text())
+        base = merge_overrides({**config["verl"], **STUDY_DEFAULTS}, verl_overrides)
+    except ValueError as error:
+        parser.error(str(error))
     out_dir = args.out_dir.resolve()
-    task_dir = out_dir / "task"
-    build_task(task_dir, TaskSettings(**config["task"]))
-    task = TaskPaths(task_dir)
+    work_dir = (args.work_dir or args.out_dir).resolve()
+    build_task(work_dir / "task", TaskSettings(**config["task"]))
+    task = TaskPaths(work_dir / "task")
 
     seeds = list(range(args.seeds))
-    runs = plan_runs(base, arms, seeds, task, out_dir)
+    runs = plan_runs(base, arms, seeds, task, out_dir, work_dir)
     values = dict(o.lstrip("+").split("=", 1) for o in base)
+    total_steps = int(values["trainer.total_training_steps"])
     print(f"[study] grid {args.grid}: {len(arms)} arms x {len(seeds)} seeds = {len(runs)} runs into {out_dir}", flush=True)
-    failures = run_all(runs, int(values["trainer.total_training_steps"]))
+    failures = run_all(runs, total_steps)
 
     per_step = rollouts_per_step(base)
     val_problems = len(pd.read_parquet(task.val))
@@ -71,7 +99,10 @@ def main(argv=None) -> int:
     settings = {
         "grid": args.grid,
         "arms": list(arms),
+        "comparisons": comparisons(args.grid, list(arms)),
         "seeds": seeds,
+        "targets": targets,
+        "rollout_budget": total_steps * per_step,
         "test_freq": int(values["trainer.test_freq"]),
         "rollouts_per_validation": int(values["trainer.test_freq"]) * per_step,
         "val_problems": val_problems,

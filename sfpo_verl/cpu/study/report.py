@@ -1,16 +1,14 @@
-"""A study's report: validation accuracy against rollouts and wall-clock (mean ± std over seeds),
-final and best accuracy, and what each arm needed to reach the baseline's best mean accuracy,
-per seed, with medians and bootstrap intervals of the ratios.
+"""A study's report: the grid's comparisons (arm - baseline, paired by seed), the rollouts and
+seconds each arm needed to reach fixed accuracy targets, whether the baselines had stopped
+improving, and per-arm accuracy, with the curves (mean ± std over seeds).
 
-Accuracy, rollouts and training seconds come from `sfpo_verl.paper.analysis` (the one
-implementation of validation accuracy and rollouts-to-match used for the paper's runs too).
+Accuracy, rollouts and training seconds come from `sfpo_verl.paper.analysis` (validation
+accuracy as for the paper's runs); the statistics are its `measures` and `paired` modules.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import statistics
 from pathlib import Path
 
@@ -19,16 +17,27 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sfpo_verl.cpu.study.grid import BASELINE  # noqa: E402
 from sfpo_verl.cpu.study.runner import RunSpec  # noqa: E402
-from sfpo_verl.paper.analysis.efficiency import first_reach, progress, validation_accuracy  # noqa: E402
+from sfpo_verl.paper.analysis.efficiency import progress, validation_accuracy  # noqa: E402
+from sfpo_verl.paper.analysis.measures import (  # noqa: E402
+    LAST_VALIDATIONS,
+    PAIRED_MEASURES,
+    Curve,
+    final,
+    last_mean,
+    late_change,
+    paired_measures,
+    time_to_target,
+)
+from sfpo_verl.paper.analysis.paired import BOOTSTRAP_RESAMPLES, paired_difference  # noqa: E402
 from sfpo_verl.paper.analysis.runs import load_run  # noqa: E402
 
-BOOTSTRAP_SAMPLES = 2000
+MEASURE_LABELS = {"auc": "AUC", "last3_mean": f"mean of last {LAST_VALIDATIONS}", "final": "final"}
 
 
 def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
-    """One run's per-validation accuracy (fraction), rollouts and training seconds."""
+    """One run's per-validation accuracy (fraction), rollouts and training seconds, and its
+    training seconds in all (verl's `timing_s/step` summed over every step)."""
     loaded = load_run(run.name, run.metrics, rollouts_per_step)
     accuracy = validation_accuracy(loaded.metrics)
     elapsed = progress(loaded)
@@ -39,44 +48,84 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
         "val_acc": [round(value / 100.0, 6) for value in accuracy],
         "rollouts": [int(elapsed.at[step, "rollouts"]) for step in accuracy.index],
         "seconds": [round(float(elapsed.at[step, "hours"]) * 3600.0, 2) for step in accuracy.index],
-        "run": loaded,
+        "training_seconds": round(float(elapsed["hours"].iloc[-1]) * 3600.0, 2),
     }
 
 
-def summarize(runs: list[dict], seed: int = 0) -> dict:
-    """Per arm: final and best accuracy (mean, std), and rollouts/seconds to the target (the
-    baseline's best mean accuracy) per seed, their medians, the baseline/arm ratios of the
-    medians with bootstrap 95% intervals (seeds resampled, paired across arms), seeds reaching."""
-    by_arm: dict[str, list[dict]] = {}
+def curve_of(run: dict) -> Curve:
+    return Curve(run["seed"], tuple(run["rollouts"]), tuple(run["val_acc"]), tuple(run["seconds"]))
+
+
+def by_arm(runs: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
     for run in runs:
-        by_arm.setdefault(run["arm"], []).append(run)
-    baseline_curve = mean_curve(by_arm[BASELINE])
-    target = max(baseline_curve["mean"])
-    summary = {"target": target, "arms": {}}
-    for arm, arm_runs in by_arm.items():
-        reach = {}
-        for run in arm_runs:
-            step = first_reach(run["run"], 100.0 * target)
-            if step is not None:
-                i = run["steps"].index(step)
-                reach[run["seed"]] = {"step": step, "rollouts": run["rollouts"][i], "seconds": run["seconds"][i]}
-        summary["arms"][arm] = {
-            "seeds": len(arm_runs),
-            "final_acc": _mean_std([run["val_acc"][-1] for run in arm_runs]),
-            "best_acc": _mean_std([max(run["val_acc"]) for run in arm_runs]),
-            "reached": reach,
-            "seeds_reaching": len(reach),
-            "median_rollouts": _median([r["rollouts"] for r in reach.values()]),
-            "median_seconds": _median([r["seconds"] for r in reach.values()]),
-        }
-    baseline = summary["arms"][BASELINE]["reached"]
-    seeds = sorted({run["seed"] for run in runs})
-    rng = random.Random(seed)
-    for arm, entry in summary["arms"].items():
-        for measure in ("rollouts", "seconds"):
-            entry[f"{measure}_ratio"] = _ratio_of_medians(baseline, entry["reached"], measure, seeds)
-            entry[f"{measure}_ratio_ci95"] = _bootstrap_ratio(baseline, entry["reached"], measure, seeds, rng)
-    return summary
+        grouped.setdefault(run["arm"], []).append(run)
+    return grouped
+
+
+def compare(arm: str, baseline: str, runs: dict[str, list[dict]], budget: int) -> dict:
+    """One comparison record: per measure the paired difference arm - baseline, and the ratio
+    of mean training seconds per run over the same seeds; `missing` says why there is none."""
+    record = {"arm": arm, "baseline": baseline, "n_seeds": 0, "seeds": [], "missing": None, "measures": None,
+              "training_seconds": None}
+    absent = [name for name in (arm, baseline) if name not in runs]
+    if absent:
+        return {**record, "missing": f"no finished run of {' or '.join(absent)}"}
+    values = {name: {run["seed"]: paired_measures(curve_of(run), budget) for run in runs[name]} for name in (arm, baseline)}
+    results = {
+        measure: paired_difference({s: v[measure] for s, v in values[arm].items()},
+                                   {s: v[measure] for s, v in values[baseline].items()})
+        for measure in PAIRED_MEASURES
+    }
+    if results["auc"] is None:
+        return {**record, "missing": f"no seed with finished runs of both {arm} and {baseline}"}
+    seeds = results["auc"].seeds
+    seconds = {name: statistics.fmean(r["training_seconds"] for r in runs[name] if r["seed"] in seeds)
+               for name in (arm, baseline)}
+    return {
+        **record,
+        "n_seeds": len(seeds),
+        "seeds": seeds,
+        "measures": {measure: result.as_dict() for measure, result in results.items()},
+        "training_seconds": {"arm": seconds[arm], "baseline": seconds[baseline],
+                             "ratio": seconds[arm] / seconds[baseline] if seconds[baseline] else None},
+    }
+
+
+def arm_summary(arm_runs: list[dict]) -> dict:
+    curves = [curve_of(run) for run in arm_runs]
+    return {
+        "seeds": len(arm_runs),
+        "validations": min(len(run["val_acc"]) for run in arm_runs),
+        "final_acc": _mean_std([final(curve) for curve in curves]),
+        "last3_mean": _mean_std([last_mean(curve) for curve in curves]),
+        "best_acc": _mean_std([max(curve.accuracy) for curve in curves]),
+        "training_seconds": _mean_std([run["training_seconds"] for run in arm_runs]),
+        "late_change": late_change(curves),
+    }
+
+
+def summarize(runs: list[dict], settings: dict) -> dict:
+    """The report's statistics: `comparisons`, `targets` (per arm x target) and `arms`."""
+    grouped = by_arm(runs)
+    arms = [arm for arm in settings["arms"] if arm in grouped]
+    return {
+        "comparisons": [compare(arm, baseline, grouped, settings["rollout_budget"])
+                        for arm, baseline in settings["comparisons"]],
+        "targets": [{"arm": arm, **time_to_target([curve_of(run) for run in grouped[arm]], target)}
+                    for arm in arms for target in settings["targets"]],
+        "arms": {arm: arm_summary(grouped[arm]) for arm in arms},
+    }
+
+
+def write_report(runs: list[dict], failures: dict[str, str], out_dir: Path, settings: dict) -> tuple[Path, Path, Path]:
+    """report.json, report.md and curves.png in `out_dir`."""
+    summary = summarize(runs, settings)
+    png, md, js = out_dir / "curves.png", out_dir / "report.md", out_dir / "report.json"
+    plot(runs, png)
+    md.write_text(markdown(summary, failures, settings, png.name))
+    js.write_text(json.dumps({"settings": settings, "failures": failures, **summary, "runs": runs}, indent=2) + "\n")
+    return js, md, png
 
 
 def mean_curve(arm_runs: list[dict]) -> dict:
@@ -94,27 +143,10 @@ def mean_curve(arm_runs: list[dict]) -> dict:
     }
 
 
-def write_report(runs: list[dict], failures: dict[str, str], out_dir: Path, settings: dict) -> tuple[Path, Path, Path]:
-    """report.json, report.md and curves.png in `out_dir`."""
-    summary = summarize(runs) if any(run["arm"] == BASELINE for run in runs) else None
-    png, md, js = out_dir / "curves.png", out_dir / "report.md", out_dir / "report.json"
-    plot(runs, png)
-    md.write_text(markdown(summary, runs, failures, settings, png.name))
-    js.write_text(json.dumps({
-        "settings": settings,
-        "failures": failures,
-        "summary": summary,
-        "runs": [{key: value for key, value in run.items() if key != "run"} for run in runs],
-    }, indent=2) + "\n")
-    return js, md, png
-
-
 def plot(runs: list[dict], out_png: Path) -> None:
-    by_arm: dict[str, list[dict]] = {}
-    for run in runs:
-        by_arm.setdefault(run["arm"], []).append(run)
+    grouped = by_arm(runs)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for arm, arm_runs in by_arm.items():
+    for arm, arm_runs in grouped.items():
         curve = mean_curve(arm_runs)
         low = [m - s for m, s in zip(curve["mean"], curve["std"])]
         high = [m + s for m, s in zip(curve["mean"], curve["std"])]
@@ -126,73 +158,130 @@ def plot(runs: list[dict], out_png: Path) -> None:
     axes[0].set_ylabel("validation accuracy (mean ± std over seeds)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        if by_arm:
+        if grouped:
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
 
 
-def markdown(summary: dict | None, runs: list[dict], failures: dict[str, str], settings: dict, png_name: str) -> str:
-    lines = ["# GRPO vs SFPO study", ""]
-    lines.append(
-        f"Grid `{settings['grid']}`, seeds {settings['seeds']}; validation every {settings['test_freq']} steps "
-        f"({settings['rollouts_per_validation']} rollouts apart) on {settings['val_problems']} validation problems x "
-        f"{settings['val_samples']} samples: the standard error of one accuracy near 0.5 is "
-        f"{settings['accuracy_se_at_half']:.3f}."
-    )
-    lines.append("")
+def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: str) -> str:
+    lines = [f"# Study `{settings['grid']}`", ""]
+    lines += [
+        f"Seeds {settings['seeds']}; a budget of {settings['rollout_budget']} rollouts per run; validation every "
+        f"{settings['test_freq']} steps ({settings['rollouts_per_validation']} rollouts apart) on "
+        f"{settings['val_problems']} validation problems x {settings['val_samples']} samples: the standard error of "
+        f"one accuracy near 0.5 is {settings['accuracy_se_at_half']:.3f}.",
+        "",
+    ]
     if failures:
         lines += ["**Failed runs** (left out below):", ""] + [f"- {name}: {error}" for name, error in failures.items()] + [""]
-    if summary is None:
-        lines.append(f"No finished `{BASELINE}` run: no comparison.")
-        return "\n".join(lines) + "\n"
-    lines += [
-        f"Target: the best mean accuracy of `{BASELINE}` over its seeds, {summary['target']:.3f}.",
-        "",
-        "| arm | seeds | final acc | best acc | seeds reaching target | median rollouts to target "
-        f"| rollout ratio {BASELINE}/arm [95% CI] | median seconds to target | time ratio {BASELINE}/arm [95% CI] |",
-        "|---|---:|---|---|---:|---:|---|---:|---|",
-    ]
-    for arm, entry in summary["arms"].items():
-        lines.append(
-            f"| {arm} | {entry['seeds']} | {_fmt_ms(entry['final_acc'])} | {_fmt_ms(entry['best_acc'])} "
-            f"| {entry['seeds_reaching']}/{entry['seeds']} | {_fmt(entry['median_rollouts'], '.0f')} "
-            f"| {_fmt_ratio(entry['rollouts_ratio'], entry['rollouts_ratio_ci95'])} "
-            f"| {_fmt(entry['median_seconds'], '.0f')} | {_fmt_ratio(entry['seconds_ratio'], entry['seconds_ratio_ci95'])} |"
-        )
-    lines += ["", "Per seed, rollouts (seconds) to the target:", "",
-              "| arm | " + " | ".join(f"seed {s}" for s in settings["seeds"]) + " |",
-              "|---|" + "---:|" * len(settings["seeds"])]
-    for arm, entry in summary["arms"].items():
-        cells = []
-        for seed in settings["seeds"]:
-            reached = entry["reached"].get(seed)
-            cells.append("not reached" if reached is None else f"{reached['rollouts']} ({reached['seconds']:.0f})")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += _comparison_lines(summary["comparisons"], settings)
+    lines += _plateau_lines(summary, settings)
+    lines += _target_lines(summary["targets"], settings)
+    lines += _arm_lines(summary["arms"])
     lines += ["", f"![curves]({png_name})", ""]
     return "\n".join(lines)
 
 
-def _ratio_of_medians(baseline: dict, arm: dict, measure: str, seeds: list) -> float | None:
-    base = [baseline[s][measure] for s in seeds if s in baseline]
-    mine = [arm[s][measure] for s in seeds if s in arm]
-    if not base or not mine or statistics.median(mine) == 0:
-        return None
-    return statistics.median(base) / statistics.median(mine)
+def _comparison_lines(comparisons: list[dict], settings: dict) -> list[str]:
+    lines = [
+        "## Comparisons (arm − baseline, paired by seed)",
+        "",
+        f"Per seed both arms ran, the arm's measure minus the baseline's; shown: their mean, a 95% bootstrap "
+        f"percentile interval ({BOOTSTRAP_RESAMPLES:,} resamples of the seeds) and the exact two-sided sign-flip "
+        f"p-value (with {len(settings['seeds'])} seeds it cannot fall below {2 / 2 ** len(settings['seeds']):.2g}; "
+        f"with few seeds the percentile interval is narrower than it should be). AUC: the area under held-out "
+        f"accuracy against rollouts from 0 (the validation before training included) to the budget of {settings['rollout_budget']} rollouts, divided by the budget (the "
+        f"trapezoid rule over the validations); mean of last {LAST_VALIDATIONS}: of the last {LAST_VALIDATIONS} "
+        f"validations; final: the last validation. Training seconds: mean per run of verl's `timing_s/step` "
+        f"summed, over the same seeds.",
+        "",
+    ]
+    if not comparisons:
+        return lines + ["No comparison among the arms run.", ""]
+    compared = [c for c in comparisons if c["missing"] is None]
+    if compared:
+        lines += [
+            "| arm − baseline | seeds | " + " | ".join(MEASURE_LABELS.values()) + " | training seconds, arm/baseline |",
+            "|---|---:|" + "---|" * len(MEASURE_LABELS) + "---|",
+        ]
+        for c in compared:
+            cells = [_fmt_difference(c["measures"][measure]) for measure in MEASURE_LABELS]
+            seconds = c["training_seconds"]
+            ratio = "n/a" if seconds["ratio"] is None else (
+                f"{seconds['ratio']:.2f}x ({seconds['arm']:.0f} s vs {seconds['baseline']:.0f} s)")
+            lines.append(f"| {c['arm']} − {c['baseline']} | {c['n_seeds']} | " + " | ".join(cells) + f" | {ratio} |")
+        lines += ["", "AUC difference per seed:", "",
+                  "| arm − baseline | " + " | ".join(f"seed {s}" for s in settings["seeds"]) + " |",
+                  "|---|" + "---:|" * len(settings["seeds"])]
+        for c in compared:
+            per_seed = dict(zip(c["seeds"], c["measures"]["auc"]["diffs"]))
+            cells = [f"{per_seed[s]:+.3f}" if s in per_seed else "—" for s in settings["seeds"]]
+            lines.append(f"| {c['arm']} − {c['baseline']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [f"- {c['arm']} − {c['baseline']}: not compared, {c['missing']}." for c in comparisons if c["missing"]]
+    return lines + ([""] if len(compared) < len(comparisons) else [])
 
 
-def _bootstrap_ratio(baseline: dict, arm: dict, measure: str, seeds: list, rng: random.Random) -> list[float] | None:
-    ratios = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        sample = [rng.choice(seeds) for _ in seeds]
-        ratio = _ratio_of_medians(baseline, arm, measure, sample)
-        if ratio is not None:
-            ratios.append(ratio)
-    if len(ratios) < BOOTSTRAP_SAMPLES // 2:  # most resamples hold no seed that reached: no interval
-        return None
-    ratios.sort()
-    return [ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]]
+def _plateau_lines(summary: dict, settings: dict) -> list[str]:
+    baselines = list(dict.fromkeys(c["baseline"] for c in summary["comparisons"]))
+    lines = ["## Were the baselines still improving?", ""]
+    for arm in (b for b in baselines if b in summary["arms"]):
+        change = summary["arms"][arm]["late_change"]
+        text = (f"- {arm}: accuracy changed by {change['mean']:+.3f} over its last {change['validations']} validations "
+                f"(rollouts {change['from_rollouts']} to {change['to_rollouts']}), mean over {change['n']} seeds")
+        if change["std"] is None:
+            lines.append(text + ".")
+            continue
+        se = change["std"] / change["n"] ** 0.5
+        verdict = ("still rising" if change["mean"] > 2 * se else "falling" if change["mean"] < -2 * se
+                   else "flat within 2 standard errors over seeds")
+        lines.append(text + f" (std {change['std']:.3f}, standard error {se:.3f}): {verdict}.")
+    if len(lines) == 2:
+        lines.append("No baseline with finished runs.")
+    return lines + [""]
+
+
+def _target_lines(targets: list[dict], settings: dict) -> list[str]:
+    lines = [
+        "## Rollouts and training seconds to fixed accuracy targets",
+        "",
+        f"Targets set before the runs: {', '.join(f'{t:g}' for t in settings['targets'])}. Per seed, the first "
+        "validation with accuracy at or above the target; a seed that never reached it is censored (it counts as "
+        "above the budget), so a median is given only where more than half the seeds reached the target, "
+        "else \"> budget\".",
+        "",
+        "| arm | target | seeds reaching | censored | median rollouts | median training seconds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in targets:
+        rollouts = "> budget" if t["median_rollouts"] is None else f"{t['median_rollouts']:.0f}"
+        seconds = "> budget" if t["median_seconds"] is None else f"{t['median_seconds']:.0f}"
+        lines.append(f"| {t['arm']} | {t['target']:g} | {t['reached']}/{t['n']} | {t['censored']} | {rollouts} | {seconds} |")
+    return lines + [""]
+
+
+def _arm_lines(arms: dict) -> list[str]:
+    validations = min((entry["validations"] for entry in arms.values()), default=0)
+    lines = [
+        "## Per arm (mean ± std over seeds)",
+        "",
+        f"| arm | seeds | final acc | mean of last {LAST_VALIDATIONS} | best acc (optimistic: max over {validations} "
+        "validations) | training seconds per run |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for arm, entry in arms.items():
+        lines.append(
+            f"| {arm} | {entry['seeds']} | {_fmt_ms(entry['final_acc'])} | {_fmt_ms(entry['last3_mean'])} "
+            f"| {_fmt_ms(entry['best_acc'])} | {_fmt_ms(entry['training_seconds'], '.0f')} |"
+        )
+    return lines
+
+
+def _fmt_difference(result: dict) -> str:
+    low, high = result["ci95"]
+    return f"{result['mean_diff']:+.3f} [{low:+.3f}, {high:+.3f}], p = {result['p_value']:.3g}"
 
 
 def _mean_std(values: list[float]) -> list[float]:
@@ -203,19 +292,5 @@ def _std(values) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _fmt(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _fmt_ms(mean_std: list[float]) -> str:
-    return f"{mean_std[0]:.3f} ± {mean_std[1]:.3f}"
-
-
-def _fmt_ratio(ratio: float | None, interval: list[float] | None) -> str:
-    if ratio is None or not math.isfinite(ratio):
-        return "n/a"
-    return f"{ratio:.2f}x" + ("" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]")
+def _fmt_ms(mean_std: list[float], spec: str = ".3f") -> str:
+    return f"{format(mean_std[0], spec)} ± {format(mean_std[1], spec)}"

@@ -1,8 +1,11 @@
 """Runs a study's arms x seeds through `python -m sfpo_verl.main`, one run after another.
 
-Resumable: a finished run leaves `done.json` in its folder and is skipped next time; a run
-without it (killed, or failed) starts again from scratch. A failed run is reported with its
-log and the other runs go on.
+A run trains in its work folder (verl's log, metrics and checkpoints); when it finishes, its
+`metrics.jsonl` and `done.json` go to its results folder (the same folder unless the study
+keeps its results apart, e.g. committed to the repository). Resumable: a results folder with
+both files is a finished run and is skipped next time, whoever ran it; a run without them
+(killed, or failed) starts again from scratch. A failed run is reported with its log and the
+other runs go on.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed")  # data order and ro
 class RunSpec:
     arm: str
     seed: int
-    folder: Path
+    folder: Path  # results: metrics.jsonl and done.json
+    work_folder: Path  # verl's log, metrics and checkpoints while it trains
     overrides: tuple[str, ...]
 
     @property
@@ -38,26 +42,28 @@ class RunSpec:
 
     @property
     def log(self) -> Path:
-        return self.folder / "train.log"
+        return self.work_folder / "train.log"
 
     @property
     def done(self) -> bool:
-        return (self.folder / DONE_FILE).exists()
+        return (self.folder / DONE_FILE).exists() and self.metrics.exists()
 
 
-def plan_runs(base: list[str], arms: dict[str, dict], seeds: list[int], task: TaskPaths, out_dir: Path) -> list[RunSpec]:
-    """Every (seed, arm) run, seeds outermost so an interrupted study has whole seeds done.
+def plan_runs(base: list[str], arms: dict[str, dict], seeds: list[int], task: TaskPaths, out_dir: Path,
+              work_dir: Path | None = None) -> list[RunSpec]:
+    """Every (seed, arm) run, seeds outermost so an interrupted study has whole seeds done;
+    results under `out_dir`/runs, training under `work_dir`/runs (default: `out_dir`).
     `base` holds the quickstart's verl settings with the user's overrides; each arm's settings
     and the seed are the study's and win over both."""
     runs = []
     for seed in seeds:
         for arm, settings in arms.items():
-            folder = (out_dir / "runs" / arm / f"seed{seed}").resolve()
-            owned = arm_overrides(base, settings["algorithm.name"], task, folder)
+            folder, work_folder = ((root / "runs" / arm / f"seed{seed}").resolve() for root in (out_dir, work_dir or out_dir))
+            owned = arm_overrides(base, settings["algorithm.name"], task, work_folder)
             study_settings = {**settings, **{key: seed for key in SEED_KEYS}, "trainer.experiment_name": f"{arm}_seed{seed}"}
             overrides = merge_overrides(dict(o.split("=", 1) for o in owned),
                                         [f"{key}={hydra_value(value)}" for key, value in study_settings.items()])
-            runs.append(RunSpec(arm, seed, folder, tuple(overrides)))
+            runs.append(RunSpec(arm, seed, folder, work_folder, tuple(overrides)))
     return runs
 
 
@@ -71,14 +77,18 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm) -
         if run.done:
             print(f"[study] {index}/{len(runs)} {run.name}: done before, skipped", flush=True)
             continue
-        shutil.rmtree(run.folder, ignore_errors=True)  # a killed run's partial output
+        for folder in (run.folder, run.work_folder):  # a killed run's partial output
+            shutil.rmtree(folder, ignore_errors=True)
         print(f"[study] {index}/{len(runs)} {run.name}", flush=True)
         start = time.time()
         try:
-            result = launch(run.arm, list(run.overrides), run.folder, total_steps)
+            result = launch(run.arm, list(run.overrides), run.work_folder, total_steps)
         except RuntimeError as error:
             failures[run.name] = str(error) if str(run.log) in str(error) else f"{error} (log: {run.log})"
             print(f"[study] {run.name} FAILED: {error}; the other runs go on", flush=True)
             continue
+        if run.folder != run.work_folder:
+            run.folder.mkdir(parents=True)
+            shutil.copyfile(run.work_folder / run.metrics.name, run.metrics)
         (run.folder / DONE_FILE).write_text(json.dumps({"seconds": round(time.time() - start, 1), **result}))
     return failures
