@@ -21,6 +21,7 @@ import re
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 
 import pytest
 import ray
@@ -58,9 +59,9 @@ RANK_LINE = re.compile(
 )
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A head and a worker node on the loopback address, one logical GPU each."""
+@contextmanager
+def loopback_cluster(node_cpus: list[int]):
+    """A head and worker nodes on the loopback address, one logical GPU each, `node_cpus` CPUs."""
     ray_tmp = tempfile.mkdtemp(prefix="sfpo-2n-")
     with pytest.MonkeyPatch.context() as env:
         # Ray writes the cluster's address to $RAY_TMPDIR/ray/ray_current_cluster, where a plain
@@ -78,17 +79,23 @@ def cluster():
                 # Ports picked by Ray (None): other Ray instances on this machine hold the defaults.
                 node = dict(node_ip_address=LOOPBACK, num_gpus=1, include_dashboard=False, dashboard_port=None,
                             dashboard_agent_listen_port=None, object_store_memory=200 * 1024**2)
-                # Ray may place the TransferQueue actors on either node: each must also have room
-                # for its rank's 3-CPU bundle (a 4-CPU worker node once left verl waiting forever).
-                cluster.add_node(num_cpus=NODE_CPUS, **node)
-                cluster.add_node(num_cpus=NODE_CPUS, **node)
+                for cpus in node_cpus:
+                    cluster.add_node(num_cpus=cpus, **node)
                 cluster.wait_for_nodes(timeout=60)
             yield cluster
         finally:
             if ray.is_initialized():
                 ray.shutdown()
-            cluster.shutdown()  # kills the processes of both nodes (while RAY_TMPDIR still points here)
+            cluster.shutdown()  # kills the processes of every node (while RAY_TMPDIR still points here)
             shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Ray may place the TransferQueue actors on either node: each must also have room for its
+    # rank's 3-CPU bundle (a 4-CPU worker node once left verl waiting forever).
+    with loopback_cluster([NODE_CPUS, NODE_CPUS]) as two_nodes:
+        yield two_nodes
 
 
 def node_ids(cluster) -> tuple[str, str]:
@@ -235,3 +242,24 @@ def test_the_displacement_norm_is_reduced_over_both_nodes_shards(worker_steps):
     # every rank reports the norm over all shards, larger than its own shard's
     assert reported == pytest.approx([sum(local) ** 0.5] * 2, rel=1e-5)
     assert all(0 < s ** 0.5 < reported[0] * (1 - 1e-3) for s in local)
+
+
+# --- a cluster that cannot host the run -------------------------------------------------------
+
+SHORT_NODE_CPUS = 4  # room for a rank's bundle, not for TransferQueue's actors too
+REFUSAL_TIMEOUT_S = 150  # start-up and the check; the refusal itself comes before any worker exists
+
+
+def test_a_cluster_with_a_short_node_is_refused_at_once_naming_the_node(tmp_path):
+    with loopback_cluster([NODE_CPUS, SHORT_NODE_CPUS]) as short:
+        build_task(tmp_path / "task", SMOKE_TASK, log=lambda *_: None)
+        arm = Arm("short_cluster", "sfpo", {"trainer.nnodes": 2, "trainer.n_gpus_per_node": 1,
+                                             "+ray_kwargs.ray_init.address": short.address})
+        overrides = arm_overrides(arm, device_settings("cpu", "hf"), TaskPaths(tmp_path / "task"), tmp_path)
+        with pytest.raises(RuntimeError) as failed:
+            launch(arm, overrides, tmp_path, timeout_s=REFUSAL_TIMEOUT_S)
+    log = (tmp_path / arm.name / "train.log").read_text()
+    assert "did not finish within" not in str(failed.value), "the run waited instead of refusing"
+    assert re.search(rf"sfpo_verl: node {LOOPBACK} \(\w+\) has {SHORT_NODE_CPUS} CPUs and 1 GPU, needs \d+ CPUs",
+                     log), log[-3000:]
+    assert "sfpo_verl: the Ray cluster has 1 node(s) that fit a trainer node" in log

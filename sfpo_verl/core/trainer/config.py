@@ -80,6 +80,10 @@ def _is_int_or_null(value) -> bool:
     return value is None or _is_int(value)
 
 
+def _is_positive_number_or_null(value) -> bool:
+    return value is None or (_is_number(value) and value > 0)
+
+
 class KeyRule(NamedTuple):
     """How one key is checked: the type its value must have, and what the error says is allowed."""
 
@@ -89,7 +93,7 @@ class KeyRule(NamedTuple):
 
 # The sections holding SFPO's keys; each must stay a section (Hydra lets `algorithm.sfpo=abc`
 # replace one by a string).
-SFPO_SECTIONS = ("algorithm", "algorithm.sfpo", "algorithm.sfpo.entropy_switch")
+SFPO_SECTIONS = ("algorithm", "algorithm.sfpo", "algorithm.sfpo.entropy_switch", "cluster_check")
 
 # Every SFPO key: the type its value must have, and what is allowed (the message). All
 # types are checked before any value is compared, so a mistyped value gets this message
@@ -108,6 +112,8 @@ SFPO_KEYS = {
     "algorithm.sfpo.entropy_switch.window": KeyRule(_is_int, "an integer >= 2"),
     "algorithm.sfpo.entropy_switch.threshold": KeyRule(_is_number, "a number > 0"),
     "algorithm.sfpo.entropy_switch.two_sided": KeyRule(_is_bool, "true or false"),
+    "cluster_check.enable": KeyRule(_is_bool, "true or false"),
+    "cluster_check.placement_timeout_s": KeyRule(_is_positive_number_or_null, "a number of seconds > 0, or null (wait forever)"),
 }
 
 

@@ -21,6 +21,7 @@ class SFPOTaskRunner(TaskRunnerV1.__ray_actor_class__):
     def run(self, config: DictConfig):
         import transfer_queue as tq
 
+        from sfpo_verl.core.trainer.cluster_fit import PlacementWatchdog, check_cluster_fits
         from sfpo_verl.core.trainer.sfpo_trainer import SFPOTrainer
         from sfpo_verl.core.trainer.validation_metrics import use_vectorised_bootstrap
 
@@ -31,12 +32,15 @@ class SFPOTaskRunner(TaskRunnerV1.__ray_actor_class__):
         OmegaConf.resolve(config)
         self.config = config
 
+        if config.cluster_check.enable:
+            check_cluster_fits(config)
         tq.init(config.transfer_queue)
         succeeded = False
         try:
-            self.trainer = SFPOTrainer(config=config)
-            self.trainer.init()
-            self.init_agent_loop_manager()
+            with PlacementWatchdog(config.cluster_check.placement_timeout_s):  # verl places its workers here
+                self.trainer = SFPOTrainer(config=config)
+                self.trainer.init()
+                self.init_agent_loop_manager()
             self.trainer.fit(self.agent_loop_manager)
             succeeded = True
         finally:

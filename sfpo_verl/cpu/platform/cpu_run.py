@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process, worker_env
 from sfpo_verl.cpu.platform.cpu import CPU_PLATFORM_NAME, cpu_platform_selected, register, register_cpu_engine
+from sfpo_verl.core.trainer.cluster_fit import CPUS_PER_WORKER_BUNDLE, cpus_per_node
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +27,6 @@ logger = logging.getLogger(__name__)
 CPU_ROLLOUT_NAME = "hf"
 GPU_ONLY_ROLLOUTS = ("vllm", "sglang", "trtllm")
 CPU_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
-
-# verl's ResourcePoolManager reserves `max_colocate_count` CPUs in every worker's
-# placement-group bundle (single_controller/ray/base.py, default 3).
-CPUS_PER_WORKER_BUNDLE = 3
-# TransferQueue's controller and each SimpleStorage unit hold one CPU each
-# (transfer_queue: @ray.remote(num_cpus=1)).
-CPUS_PER_TRANSFER_QUEUE_ACTOR = 1
-# Actors created without a CPU request (task runner, agent-loop and reward-loop workers,
-# load balancer, rollout servers) hold no CPU once running, but Ray schedules each only
-# where at least one CPU is unreserved.
-UNRESERVED_CPUS = 2
-
 
 class CPURunConfigError(ValueError):
     """A CPU run was asked for with an option that needs a GPU (or the reverse)."""
@@ -153,17 +142,9 @@ def ray_resources_for(config: DictConfig) -> tuple[int, int]:
     return num_cpus, n_workers
 
 
-def cpus_per_node(config: DictConfig) -> int:
-    """The CPUs each node of a running cluster must declare: its trainer ranks' bundles, plus room
-    for the TransferQueue actors and the unreserved CPUs, which Ray may place on any node (a node
-    short of them leaves verl waiting for its placement group forever)."""
-    return CPUS_PER_WORKER_BUNDLE * config.trainer.n_gpus_per_node + _cpus_besides_workers(config)
-
-
 def _cpus_besides_workers(config: DictConfig) -> int:
-    backend = config.transfer_queue.backend
-    storage_units = backend.SimpleStorage.num_data_storage_units if backend.storage_backend == "SimpleStorage" else 0
-    return CPUS_PER_TRANSFER_QUEUE_ACTOR * (1 + storage_units) + UNRESERVED_CPUS
+    """TransferQueue's actors and the unreserved CPUs the helper actors need, beside the trainer's bundles."""
+    return cpus_per_node(config) - CPUS_PER_WORKER_BUNDLE * config.trainer.n_gpus_per_node
 
 
 def ray_cluster_address(ray_init: DictConfig) -> str | None:
