@@ -92,6 +92,9 @@ WRONG_TYPES = [
     ("algorithm.sfpo.entropy_switch.threshold", "null", "None"),
     ("algorithm.sfpo.entropy_switch.two_sided", "maybe", "'maybe'"),
     ("algorithm.sfpo.entropy_switch.two_sided", "null", "None"),
+    ("cluster_check.enable", "maybe", "'maybe'"),
+    ("cluster_check.placement_timeout_s", "soon", "'soon'"),
+    ("cluster_check.placement_timeout_s", "0", "0"),
 ]
 
 
@@ -109,10 +112,11 @@ def test_types_are_checked_where_the_value_goes_unused():
 
 
 def test_every_sfpo_key_is_type_checked_and_tested():
-    sfpo = OmegaConf.to_container(compose_cfg().algorithm.sfpo)
+    config = compose_cfg()
+    sfpo = OmegaConf.to_container(config.algorithm.sfpo)
     declared = {"algorithm.name"} | {
         f"algorithm.sfpo.{key}" for key in _leaf_keys(sfpo) if not key.endswith("_target_")
-    }
+    } | {f"cluster_check.{key}" for key in _leaf_keys(OmegaConf.to_container(config.cluster_check))}
     assert set(SFPO_KEYS) == declared
     assert {key for key, _, _ in WRONG_TYPES} == declared
 
