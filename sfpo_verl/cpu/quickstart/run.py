@@ -79,9 +79,11 @@ def rollouts_per_step(overrides: list[str]) -> int:
     return int(values["data.train_batch_size"]) * int(values["actor_rollout_ref.rollout.n"])
 
 
-def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, timeout_s: float | None = None) -> dict:
+def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, timeout_s: float | None = None,
+            memory_log: Path | None = None) -> dict:
     """Train one arm through `python -m sfpo_verl.main` (killed after `timeout_s`); verl's full
-    output goes to train.log and its metrics to metrics.jsonl, a progress line per step to stdout.
+    output goes to train.log and its metrics to metrics.jsonl, a progress line per step to stdout,
+    and with `memory_log` the resident memory of each of its processes, every sample, as JSON lines.
     Raises RuntimeError naming the log when the run fails."""
     arm_dir.mkdir(parents=True, exist_ok=True)
     metrics = arm_dir / "metrics.jsonl"
@@ -96,7 +98,7 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
         print(f"[{arm}] training ({total_steps} steps); verl's log: {arm_dir / 'train.log'}", flush=True)
         process = subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
-        watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start)
+        watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start, memory_log)
         watcher.start()
         try:
             returncode = process.wait(timeout=timeout_s)
@@ -123,12 +125,16 @@ def _log_tail(log: Path, lines: int = 30) -> str:
 
 
 class _ProgressWatcher(threading.Thread):
-    """Prints each new step of verl's metrics file, and samples the run's total memory."""
+    """Prints each new step of verl's metrics file, and samples the run's total memory (and each
+    process's, into `memory_log`, tagged with the last step logged)."""
 
-    def __init__(self, arm: str, metrics: Path, pid: int, total_steps: int, start: float):
+    def __init__(self, arm: str, metrics: Path, pid: int, total_steps: int, start: float,
+                 memory_log: Path | None = None):
         super().__init__(daemon=True)
         self.arm, self.metrics, self.pid, self.total, self.start_time = arm, metrics, pid, total_steps, start
+        self.memory_log = memory_log
         self.peak_rss_gb = 0.0
+        self._last_step = None
         self._stopping = threading.Event()
         self._lines_seen = 0
 
@@ -149,6 +155,7 @@ class _ProgressWatcher(threading.Thread):
         for line in lines[self._lines_seen:]:
             record = json.loads(line)
             data = record["data"]
+            self._last_step = record["step"]
             parts = [f"[{self.arm}] step {record['step']}/{self.total}"]
             if "critic/score/mean" in data:
                 parts.append(f"reward {data['critic/score/mean']:.3f}")
@@ -167,10 +174,14 @@ class _ProgressWatcher(threading.Thread):
         try:
             root = psutil.Process(self.pid)
             processes = [root, *root.children(recursive=True)]
-            rss = sum(p.memory_info().rss for p in processes if p.is_running())
+            rss = {f"{p.pid} {' '.join(p.cmdline())[:80]}": p.memory_info().rss for p in processes if p.is_running()}
         except psutil.Error:
             return
-        self.peak_rss_gb = max(self.peak_rss_gb, rss / 2**30)
+        self.peak_rss_gb = max(self.peak_rss_gb, sum(rss.values()) / 2**30)
+        if self.memory_log is not None:
+            record = {"seconds": round(time.time() - self.start_time, 1), "step": self._last_step, "rss": rss}
+            with open(self.memory_log, "a") as log:
+                log.write(json.dumps(record) + "\n")
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,178 @@
+"""Exact resume (issue 15): a run killed with SIGKILL during step 4 and resumed from its step-3
+checkpoint continues the run that was never interrupted: the same metrics at every later step
+(wall-clock, throughput and memory aside; the rollout's log-prob diagnostics within the bound of
+tests/test_reproducibility.py) and, at the end, bit-identical actor weights and optimizer state.
+
+What makes it exact: verl's checkpoint holds the model, optimizer, LR scheduler and data-loader
+position; sfpo_state.json holds the entropy switch's window; prompt uids follow the step and
+position; and the hf rollout seeds each sample from (run seed, the step of the weights it holds,
+prompt, k-th request of that prompt at that step), which a resumed server recomputes, instead of a
+counter that lived only in memory. Both arms: SFPO with the entropy switch armed (a 2-step window,
+so the restored window decides the later steps), and GRPO.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_reproducibility import EXCLUDED_PREFIXES, ROLLOUT_LOG_PROB_ATOL, ROLLOUT_LOG_PROB_PREFIXES
+
+STEPS, SAVE_STEP, KILLED_IN_STEP = 6, 3, 4
+SETTINGS = {
+    "trainer.total_training_steps": STEPS,
+    "trainer.save_freq": SAVE_STEP,
+    "trainer.val_before_train": True,
+    "trainer.test_freq": STEPS,
+    "algorithm.sfpo.entropy_switch.window": 2,
+    # two mini-batches: the optimizer steps twice per pass, so its state matters
+    "actor_rollout_ref.actor.ppo_mini_batch_size": 2,
+}
+LAUNCH_TIMEOUT_S = 600  # about a minute each on a quiet 2-core machine
+RUN_MARKER = "SFPO_EXACT_RESUME_RUN"  # inherited by every process of a run: how the kill finds them
+
+
+def overrides_for(arm: str, out: Path, task) -> list[str]:
+    from sfpo_verl.smoke import Arm, arm_overrides, device_settings
+
+    settings = {**SETTINGS, "trainer.resume_mode": "auto"}
+    return arm_overrides(Arm(arm, arm, settings), device_settings("cpu", "hf"), task, out)
+
+
+def start(overrides: list[str], metrics: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), PYTHONUNBUFFERED="1", **{RUN_MARKER: marker})
+    env.pop("VERL_PLATFORM", None)
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=out,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return process, marker
+
+
+def logged_steps(metrics: Path) -> list[int]:
+    if not metrics.exists():
+        return []
+    return [json.loads(line)["step"] for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def kill_run(marker: str) -> None:
+    """SIGKILL every process of the run: the driver, Ray's daemons and workers (any session)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"{RUN_MARKER}={marker}".encode() in environ:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def run_to_end(overrides: list[str], folder: Path) -> dict[int, dict]:
+    from sfpo_verl.paper.analysis.runs import read_file_logger
+
+    folder.mkdir(parents=True, exist_ok=True)
+    process, marker = start(overrides, folder / "metrics.jsonl", folder / "train.log")
+    try:
+        code = process.wait(timeout=LAUNCH_TIMEOUT_S)
+    finally:
+        kill_run(marker)
+    assert code == 0, (folder / "train.log").read_text()[-3000:]
+    return read_file_logger(folder / "metrics.jsonl")
+
+
+def run_and_kill_during_step(overrides: list[str], folder: Path, step: int) -> None:
+    """Start the run, SIGKILL all of it a moment after step `step - 1` was logged (its checkpoint
+    is written before its metrics), and check that step `step` never finished."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = folder / "metrics.jsonl"
+    process, marker = start(overrides, metrics, folder / "train.log")
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    try:
+        while step - 1 not in logged_steps(metrics):
+            assert process.poll() is None, (folder / "train.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the run did not reach the kill point in time"
+            time.sleep(0.1)
+        time.sleep(0.5)  # inside step `step`: generation alone takes longer on 2 cores
+    finally:
+        kill_run(marker)
+    process.wait()
+    assert step not in logged_steps(metrics), f"step {step} finished before the kill: kill earlier"
+
+
+def final_state(checkpoints: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the actor's model and optimizer files in the last checkpoint."""
+    folder = checkpoints / f"global_step_{STEPS}" / "actor"
+    tensors = {}
+    files = sorted(folder.glob("model_world_size_*.pt")) + sorted(folder.glob("optim_world_size_*.pt"))
+    assert files, f"no model/optimizer files in {folder}: {sorted(p.name for p in folder.iterdir())}"
+    for path in files:
+        flat = _flatten(torch.load(path, map_location="cpu", weights_only=False), path.name)
+        tensors.update(flat)
+    return tensors
+
+
+def _flatten(value, prefix: str) -> dict:
+    if isinstance(value, torch.Tensor):
+        return {prefix: value.to_local() if hasattr(value, "to_local") else value}
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}.{key}").items()}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}.{i}").items()}
+    return {prefix: value}
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    from sfpo_verl.cpu.task.build import TaskPaths, build_task
+    from sfpo_verl.smoke import SMOKE_TASK
+
+    out = tmp_path_factory.mktemp("exact_resume_task")
+    build_task(out, SMOKE_TASK, log=lambda *_: None)
+    return TaskPaths(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arm", ["sfpo", "grpo"])
+def test_a_run_killed_during_a_step_and_resumed_continues_the_same_run(arm, task, tmp_path):
+    straight = run_to_end(overrides_for(arm, tmp_path / "straight", task), tmp_path / "straight" / arm)
+    interrupted = overrides_for(arm, tmp_path / "interrupted", task)
+    run_and_kill_during_step(interrupted, tmp_path / "interrupted" / arm / "killed", KILLED_IN_STEP)
+    resumed = run_to_end(interrupted, tmp_path / "interrupted" / arm)  # resume_mode=auto: from step 3
+
+    assert min(resumed) == SAVE_STEP and max(resumed) == STEPS, sorted(resumed)  # step 3: validation on resume
+    if arm == "sfpo":
+        assert all(straight[s]["sfpo/alpha"] > 0 for s in range(1, SAVE_STEP + 1)), "expected SFPO steps"
+        assert "sfpo/entropy_zscore" in straight[STEPS], "the switch must be checking by the later steps"
+    bounded = {}
+    for step in range(SAVE_STEP + 1, STEPS + 1):
+        assert straight[step].keys() == resumed[step].keys(), f"step {step}"
+        for name, value in straight[step].items():
+            if name.startswith(EXCLUDED_PREFIXES):
+                continue
+            if name.startswith(ROLLOUT_LOG_PROB_PREFIXES):
+                bounded[f"{name}@{step}"] = abs(value - resumed[step][name])
+                continue
+            assert value == resumed[step][name], f"step {step} {name}: {value!r} != {resumed[step][name]!r}"
+    assert all(d <= ROLLOUT_LOG_PROB_ATOL for d in bounded.values()), bounded
+
+    expected = final_state(tmp_path / "straight" / arm / "checkpoints")
+    got = final_state(tmp_path / "interrupted" / arm / "checkpoints")
+    assert expected.keys() == got.keys()
+    for name, tensor in expected.items():
+        if isinstance(tensor, torch.Tensor):
+            assert torch.equal(tensor, got[name]), f"{name} differs after the resume"
+        else:
+            assert tensor == got[name], f"{name}: {tensor!r} != {got[name]!r}"

@@ -1,0 +1,54 @@
+"""The measuring scripts: their analysis on synthetic data, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+MIB = 2**20
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_growth_is_the_slope_after_the_warm_up():
+    memory_run = load("memory_run")
+    rising = {step: (500 + (step if step >= 10 else 5 * step)) * MIB for step in range(1, 61)}
+    entry = memory_run.growth(rising, warmup=10)
+    assert entry["growth_mib_per_100_steps"] == pytest.approx(100.0)
+    assert entry["rss_after_warmup_mib"] == 510.0 and entry["peak_mib"] == 560.0
+    assert entry["growth_pct_per_100_steps"] == pytest.approx(100 * 100 / 510, abs=0.01)
+    flat = memory_run.growth({step: 700 * MIB for step in range(1, 61)}, warmup=10)
+    assert flat["growth_mib_per_100_steps"] == 0.0
+    assert memory_run.growth({5: MIB, 70: MIB}, warmup=10) is None  # one point after the warm-up
+
+
+def test_samples_are_grouped_by_process_and_step_with_a_total():
+    memory_run = load("memory_run")
+    samples = [{"step": None, "rss": {"1 a": 1}}, {"step": 1, "rss": {"1 a": 2, "2 b": 3}},
+               {"step": 1, "rss": {"1 a": 4, "2 b": 3}}, {"step": 2, "rss": {"1 a": 5}}]
+    assert memory_run.per_step(samples) == {"1 a": {1: 4, 2: 5}, "2 b": {1: 3}, "all processes": {1: 7, 2: 5}}
+    assert memory_run.short_name("77 /venv/bin/python -m sfpo_verl.main algorithm.name=sfpo") == "sfpo_verl.main (77)"
+    assert memory_run.short_name("78 ray::WorkerDict") == "ray::WorkerDict (78)"
+
+
+@pytest.mark.parametrize(("script", "argv", "message"), [
+    ("memory_run", ["--steps", "0"], "--steps 0: at least 1"),
+    ("memory_run", ["--warmup", "400"], "--warmup 400: from 0 to --steps - 2"),
+    ("memory_run", ["--arm", "ppo"], "argument --arm: invalid choice: 'ppo'"),
+    ("benchmark_rollout", ["--repeats", "0"], "--repeats 0: at least 1"),
+    ("benchmark_rollout", ["--size", "huge"], "unrecognized arguments: --size huge"),
+    ("benchmark_rollout", ["--config", "nope.yaml"], "--config nope.yaml: no such file"),
+])
+def test_bad_arguments_stop_with_one_line_naming_them(script, argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        load(script).main(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
