@@ -7,7 +7,8 @@ every process of the run sampled every 2 s and tagged with the last step logged.
 
 Per process (and for all of them together) it reports the RSS after the warm-up, the peak, and
 the growth per 100 steps: the least-squares slope of the RSS at each step's last sample over the
-steps after --warmup, as MiB and as a share of the RSS after the warm-up. Validation runs only at
+steps after --warmup, as MiB and as a share of the RSS after the warm-up; and the CPU seconds each
+process spends per step after the warm-up (where a step's time goes). Validation runs only at
 the end (test_freq = steps), so every step is alike. Writes the samples and the report under
 --out-dir (default runs/memory).
 """
@@ -29,16 +30,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
 
 
-def per_step(samples: list[dict]) -> dict[str, dict[int, int]]:
-    """{process: {step: RSS of the last sample taken while that step was the last one logged}}."""
-    series: dict[str, dict[int, int]] = {}
+def per_step(samples: list[dict], field: str = "rss") -> dict[str, dict[int, float]]:
+    """{process: {step: `field` (rss, or cpu_seconds) at the last sample taken while that step was
+    the last one logged}}, with the sum over processes as "all processes"."""
+    series: dict[str, dict[int, float]] = {}
     for sample in samples:
         if sample["step"] is None:
             continue
-        for process, rss in sample["rss"].items():
-            series.setdefault(process, {})[sample["step"]] = rss
-        series.setdefault("all processes", {})[sample["step"]] = sum(sample["rss"].values())
+        for process, value in sample[field].items():
+            series.setdefault(process, {})[sample["step"]] = value
+        series.setdefault("all processes", {})[sample["step"]] = sum(sample[field].values())
     return series
+
+
+def cpu_seconds_per_step(by_step: dict[int, float], warmup: int) -> float | None:
+    """Mean CPU seconds the process spent per step after the warm-up (None if not seen twice)."""
+    points = sorted((step, cpu) for step, cpu in by_step.items() if step >= warmup)
+    if len(points) < 2:
+        return None
+    (first_step, first_cpu), (last_step, last_cpu) = points[0], points[-1]
+    return (last_cpu - first_cpu) / (last_step - first_step)
 
 
 def growth(by_step: dict[int, int], warmup: int) -> dict | None:
@@ -103,10 +114,16 @@ def main(argv=None) -> int:
         "wall_seconds": result["wall_seconds"],
         "processes": {short_name(p): g for p, series in per_step(samples).items() if (g := growth(series, args.warmup))},
     }
-    print(f"{'process':<48} {'RSS@warmup MiB':>14} {'peak MiB':>9} {'MiB/100 steps':>13} {'%/100 steps':>11}")
+    for process, series in per_step(samples, "cpu_seconds").items():
+        if short_name(process) in report["processes"]:
+            cpu = cpu_seconds_per_step(series, args.warmup)
+            report["processes"][short_name(process)]["cpu_seconds_per_step"] = None if cpu is None else round(cpu, 3)
+    print(f"{'process':<48} {'RSS@warmup MiB':>14} {'peak MiB':>9} {'MiB/100 steps':>13} {'%/100 steps':>11} "
+          f"{'CPU s/step':>10}")
     for name, entry in sorted(report["processes"].items(), key=lambda item: -item[1]["peak_mib"]):
         print(f"{name[:48]:<48} {entry['rss_after_warmup_mib']:>14} {entry['peak_mib']:>9} "
-              f"{entry['growth_mib_per_100_steps']:>13} {entry['growth_pct_per_100_steps']:>11}")
+              f"{entry['growth_mib_per_100_steps']:>13} {entry['growth_pct_per_100_steps']:>11} "
+              f"{entry.get('cpu_seconds_per_step')!s:>10}")
     (args.out_dir / "memory_report.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -35,6 +35,9 @@ def test_samples_are_grouped_by_process_and_step_with_a_total():
     samples = [{"step": None, "rss": {"1 a": 1}}, {"step": 1, "rss": {"1 a": 2, "2 b": 3}},
                {"step": 1, "rss": {"1 a": 4, "2 b": 3}}, {"step": 2, "rss": {"1 a": 5}}]
     assert memory_run.per_step(samples) == {"1 a": {1: 4, 2: 5}, "2 b": {1: 3}, "all processes": {1: 7, 2: 5}}
+    cpu = memory_run.per_step([{"step": 1, "cpu_seconds": {"1 a": 2.0}}, {"step": 4, "cpu_seconds": {"1 a": 3.5}}],
+                              "cpu_seconds")
+    assert memory_run.cpu_seconds_per_step(cpu["1 a"], warmup=0) == 0.5
     assert memory_run.short_name("77 /venv/bin/python -m sfpo_verl.main algorithm.name=sfpo") == "sfpo_verl.main (77)"
     assert memory_run.short_name("78 ray::WorkerDict") == "ray::WorkerDict (78)"
 

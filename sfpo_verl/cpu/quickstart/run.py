@@ -83,7 +83,8 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
             memory_log: Path | None = None) -> dict:
     """Train one arm through `python -m sfpo_verl.main` (killed after `timeout_s`); verl's full
     output goes to train.log and its metrics to metrics.jsonl, a progress line per step to stdout,
-    and with `memory_log` the resident memory of each of its processes, every sample, as JSON lines.
+    and with `memory_log` the resident memory and CPU seconds (user + system) of each of its processes,
+    every sample, as JSON lines.
     Raises RuntimeError naming the log when the run fails."""
     arm_dir.mkdir(parents=True, exist_ok=True)
     metrics = arm_dir / "metrics.jsonl"
@@ -174,12 +175,15 @@ class _ProgressWatcher(threading.Thread):
         try:
             root = psutil.Process(self.pid)
             processes = [root, *root.children(recursive=True)]
-            rss = {f"{p.pid} {' '.join(p.cmdline())[:80]}": p.memory_info().rss for p in processes if p.is_running()}
+            names = {p: f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in processes if p.is_running()}
+            rss = {name: p.memory_info().rss for p, name in names.items()}
+            cpu = {name: round(sum(p.cpu_times()[:2]), 3) for p, name in names.items()} if self.memory_log else {}
         except psutil.Error:
             return
         self.peak_rss_gb = max(self.peak_rss_gb, sum(rss.values()) / 2**30)
         if self.memory_log is not None:
-            record = {"seconds": round(time.time() - self.start_time, 1), "step": self._last_step, "rss": rss}
+            record = {"seconds": round(time.time() - self.start_time, 1), "step": self._last_step, "rss": rss,
+                      "cpu_seconds": cpu}
             with open(self.memory_log, "a") as log:
                 log.write(json.dumps(record) + "\n")
 
