@@ -7,7 +7,7 @@
 #   bash scripts/study.sh --out-dir runs/study --seeds 3
 #   bash scripts/study.sh --out-dir runs/ablations --grid ablations --arms sfpo_k3_a1.0
 #   bash scripts/study.sh --out-dir recipes/results/cpu_study_epochs --work-dir runs/cpu_study_epochs \
-#       --grid epochs --seeds 8 --targets 0.55,0.60,0.65
+#       --grid epochs --seeds 8 --targets 0.60,0.65,0.70
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh

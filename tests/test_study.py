@@ -196,7 +196,7 @@ def test_results_kept_apart_hold_only_metrics_and_done_and_resume_anywhere(tmp_p
     runs = plan(results, seeds=(0,), work_dir=work)
     run_all(runs, 6, fake_launch)
     for run in runs:
-        assert sorted(p.name for p in run.folder.iterdir()) == ["done.json", "metrics.jsonl"]
+        assert sorted(p.name for p in run.folder.iterdir()) == ["done.json", "metrics.jsonl.gz"]
         assert run.log.exists() and run.log.is_relative_to(work)
         values = dict(o.lstrip("+").split("=", 1) for o in run.overrides)
         assert values["trainer.default_local_dir"].startswith(str(work))
@@ -323,7 +323,7 @@ def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monk
     assert sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()) == sorted(
         ["curves.png", "report.json", "report.md"]
         + [f"runs/{arm}/seed{seed}/{name}" for arm in ("grpo", "sfpo_k3_a0.8") for seed in (0, 1)
-           for name in ("done.json", "metrics.jsonl")])
+           for name in ("done.json", "metrics.jsonl.gz")])
     first_report = json.loads((results / "report.json").read_text())
     assert first_report["settings"]["rollout_budget"] == BUDGET
     assert first_report["settings"]["comparisons"] == [["sfpo_k3_a0.8", "grpo"]]

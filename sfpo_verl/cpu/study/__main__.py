@@ -3,7 +3,7 @@ report of the grid's comparisons, paired by seed, with intervals and p-values.
 
     python -m sfpo_verl.cpu.study --out-dir DIR [--work-dir SCRATCH] [--seeds 3]
                                   [--grid default|ablations|epochs|stepsize] [--arms NAME,...]
-                                  [--targets 0.55,0.60,0.65] [--config YAML] [verl overrides ...]
+                                  [--targets 0.60,0.65,0.70] [--config YAML] [verl overrides ...]
     bash scripts/study.sh --out-dir runs/study          # the same, in the project's .venv
 
 Settings: the quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml, or --config), then
@@ -11,12 +11,12 @@ STUDY_DEFAULTS below, then the command line's verl overrides; each arm's setting
 (data order and rollout sampling) are the study's and win. `--arms` runs those arms and every
 baseline their comparisons need (sfpo_verl/cpu/study/grid.py). Seeds are 0..N-1.
 
-Where things go: each finished run's metrics.jsonl and done.json under DIR/runs/ARM/seedN, and
+Where things go: each finished run's metrics.jsonl.gz and done.json under DIR/runs/ARM/seedN, and
 DIR/report.md, DIR/report.json and DIR/curves.png. The pre-trained model (built
 deterministically, shared by every run), verl's logs and checkpoints go under SCRATCH
 (default DIR). So results committed to the repository resume from a fresh clone:
     --out-dir recipes/results/cpu_study_epochs --work-dir runs/cpu_study_epochs --grid epochs
-Resumable: a run folder holding metrics.jsonl and done.json is finished and never rerun, so
+Resumable: a run folder holding metrics.jsonl.gz and done.json is finished and never rerun, so
 rerunning with more seeds runs only the new ones. Bad arguments are refused before any run.
 Exits 1 if a run failed (the report then covers the others and names the failed run's log).
 """
@@ -44,7 +44,7 @@ STUDY_DEFAULTS = {
     "actor_rollout_ref.rollout.val_kwargs.n": 4,
 }
 # Accuracy targets for the CPU task, fixed before any run (its start is about 0.40).
-DEFAULT_TARGETS = "0.55,0.60,0.65"
+DEFAULT_TARGETS = "0.60,0.65,0.70"  # the CPU task's, fixed from the pilot GRPO curve before the epochs study
 
 
 def parse_targets(text: str) -> list[float]:

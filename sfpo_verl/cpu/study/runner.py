@@ -1,7 +1,8 @@
 """Runs a study's arms x seeds through `python -m sfpo_verl.main`, one run after another.
 
 A run trains in its work folder (verl's log, metrics and checkpoints); when it finishes, its
-`metrics.jsonl` and `done.json` go to its results folder (the same folder unless the study
+metrics (gzip-compressed: verl logs hundreds of metrics a step, about 4 kB a step as plain
+JSON) and `done.json` go to its results folder (the same folder unless the study
 keeps its results apart, e.g. committed to the repository). Resumable: a results folder with
 both files is a finished run and is skipped next time, whoever ran it; a run without them
 (killed, or failed) starts again from scratch. A failed run is reported with its log and the
@@ -10,6 +11,7 @@ other runs go on.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import time
@@ -28,7 +30,7 @@ SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed")  # data order and ro
 class RunSpec:
     arm: str
     seed: int
-    folder: Path  # results: metrics.jsonl and done.json
+    folder: Path  # results: metrics.jsonl.gz and done.json
     work_folder: Path  # verl's log, metrics and checkpoints while it trains
     overrides: tuple[str, ...]
 
@@ -38,7 +40,7 @@ class RunSpec:
 
     @property
     def metrics(self) -> Path:
-        return self.folder / "metrics.jsonl"
+        return self.folder / "metrics.jsonl.gz"
 
     @property
     def log(self) -> Path:
@@ -87,8 +89,8 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm) -
             failures[run.name] = str(error) if str(run.log) in str(error) else f"{error} (log: {run.log})"
             print(f"[study] {run.name} FAILED: {error}; the other runs go on", flush=True)
             continue
-        if run.folder != run.work_folder:
-            run.folder.mkdir(parents=True)
-            shutil.copyfile(run.work_folder / run.metrics.name, run.metrics)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        with open(run.work_folder / "metrics.jsonl", "rb") as plain, gzip.open(run.metrics, "wb") as packed:
+            shutil.copyfileobj(plain, packed)
         (run.folder / DONE_FILE).write_text(json.dumps({"seconds": round(time.time() - start, 1), **result}))
     return failures

@@ -9,6 +9,7 @@ they are merged in name order, a later file's value winning for the same step an
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from dataclasses import dataclass
@@ -79,9 +80,11 @@ def _is_file_logger(path: Path) -> bool:
 
 
 def read_file_logger(path: Path) -> dict[int, dict[str, float]]:
-    """A verl file-logger JSONL as {step: {metric: value}} (numeric values only)."""
+    """A verl file-logger JSONL (or a gzip-compressed one, *.gz) as {step: {metric: value}} (numeric
+    values only)."""
     by_step: dict[int, dict[str, float]] = {}
-    with path.open(encoding="utf-8") as lines:
+    opened = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+    with opened as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
