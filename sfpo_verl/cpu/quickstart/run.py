@@ -175,7 +175,7 @@ class _ProgressWatcher(threading.Thread):
         try:
             root = psutil.Process(self.pid)
             processes = [root, *root.children(recursive=True)]
-            names = {p: f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in processes if p.is_running()}
+            names = {p: f"{p.pid} {_process_name(p.cmdline())}" for p in processes if p.is_running()}
             rss = {name: p.memory_info().rss for p, name in names.items()}
             cpu = {name: round(sum(p.cpu_times()[:2]), 3) for p, name in names.items()} if self.memory_log else {}
         except psutil.Error:
@@ -186,6 +186,14 @@ class _ProgressWatcher(threading.Thread):
                       "cpu_seconds": cpu}
             with open(self.memory_log, "a") as log:
                 log.write(json.dumps(record) + "\n")
+
+
+def _process_name(cmdline: list[str]) -> str:
+    """A process's command line, shortened; a Ray actor by its class (Ray renames the process
+    after the method it runs: "ray::WorkerDict.actor_rollout_update_actor")."""
+    if cmdline and cmdline[0].startswith("ray::"):
+        return cmdline[0].split(".")[0]
+    return " ".join(cmdline)[:80]
 
 
 def main(argv=None) -> None:
