@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from sfpo_verl.core.preflight import RunInputError, check_run_inputs
 from sfpo_verl.core.trainer.config import SFPOConfigError, validate_sfpo_config
+from sfpo_verl.core.trainer.resume_point import CheckpointSaveError
 
 
 def run_sfpo(config: DictConfig) -> None:
@@ -44,6 +45,9 @@ def main(config: DictConfig) -> None:
     except (SFPOConfigError, RunInputError) as err:
         # A mistake in the command line: the message says what to change; a traceback would bury it.
         sys.exit(f"sfpo_verl: {err}")
+    except CheckpointSaveError as err:
+        # Raised in Ray's task runner, it arrives as Ray's error class for it, carrying it as `cause`.
+        sys.exit(f"sfpo_verl: {getattr(err, 'cause', err)}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ verl's own tracker reader (`find_latest_ckpt_path`) and SFPOTrainer's real `_loa
 
 from __future__ import annotations
 
+import builtins
+import errno
 import json
 import os
 import signal
@@ -18,11 +20,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from ray.exceptions import RayTaskError
+from verl.trainer.ppo.checkpoint_callback import build_checkpoint_callback
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
+from sfpo_verl import main as sfpo_main
 from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.resume_point import TRACKER_FILE, CheckpointSaveError
 from sfpo_verl.core.trainer.sfpo_trainer import STATE_FILE, SFPOStateError, SFPOTrainer, build_controller
 
 # The entropies the child feeds its switch (window 3): it fires at step 5, after the last save.
@@ -153,6 +160,145 @@ def test_a_state_file_of_another_step_stops_the_resume(tmp_path, monkeypatch, sa
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("4")
     with pytest.raises(SFPOStateError, match="step 2"):
         resume(tmp_path, monkeypatch)
+
+
+# --- Write failures: a disk that fills while saving step 4 leaves step 2 the resume point and
+# stops the run with one line. The save is verl's own _save_checkpoint, on stand-ins for the actor
+# workers (Ray) and the dataloader.
+
+def no_space(path: str | None = None) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), *([path] if path else []))
+
+
+def torch_no_space() -> RuntimeError:
+    """What torch.save raises when the disk fills (its zip writer), found by saving to /dev/full."""
+    return RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+class ActorWorkers:
+    """verl's actor worker group as the driver sees it: save_checkpoint writes the model files, or
+    fails the way a worker's error reaches the driver (Ray's error class carrying it as `cause`)."""
+
+    def __init__(self):
+        self.failure: Exception | None = None
+
+    def save_checkpoint(self, local_path, hdfs_path, global_step, max_ckpt_to_keep=None):
+        os.makedirs(local_path, exist_ok=True)
+        Path(local_path, "model_world_size_1_rank_0.pt").write_bytes(b"weights")
+        if self.failure is not None:
+            raise RayTaskError("save_checkpoint", "Traceback (in the worker)", self.failure).as_instanceof_cause()
+
+
+class Dataloader:
+    def state_dict(self):
+        return {"epoch": 0}
+
+
+def saving_trainer(checkpoints: Path) -> SFPOTrainer:
+    trainer = make_trainer(checkpoints)
+    trainer.actor_rollout_wg = ActorWorkers()
+    trainer.train_dataloader = Dataloader()
+    trainer.use_critic = False
+    trainer.trainer_mode = "sync"
+    trainer.checkpoint_callback = build_checkpoint_callback(trainer.config)
+    return trainer
+
+
+def fill_disk_on(monkeypatch, name: str) -> None:
+    """Writes to files named `name` fail as on a full disk; opening one for writing still empties it."""
+    real_open = builtins.open
+
+    def open_(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if os.path.basename(str(file)) == name and "w" in mode:
+            handle.write = lambda *_: (_ for _ in ()).throw(no_space())
+        return handle
+
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+def torch_save_fills_disk(obj, path):
+    Path(path).write_bytes(b"PK half a file")
+    raise torch_no_space()
+
+
+def callback_fails(**kwargs):
+    raise no_space("/remote/copy/global_step_4")
+
+
+def fail_model_save(failure: Exception):
+    return lambda trainer, monkeypatch: setattr(trainer.actor_rollout_wg, "failure", failure)
+
+
+# fault -> (its set-up, the error and path the message names, the checkpoint a resume then loads)
+WRITE_FAULTS = {
+    "sfpo state": (lambda trainer, monkeypatch: fill_disk_on(monkeypatch, f"{STATE_FILE}.tmp"),
+                   "OSError(28, 'No space left on device') writing {root}/global_step_4/sfpo_state.json", 2),
+    "model (Ray worker)": (fail_model_save(no_space("/ckpt/global_step_4/actor/optim.pt")),
+                           "OSError(28, 'No space left on device') writing /ckpt/global_step_4/actor/optim.pt", 2),
+    "model (torch in a Ray worker)": (fail_model_save(torch_no_space()),
+                                      f"{torch_no_space()!r} writing {{root}}/global_step_4", 2),
+    "dataloader state": (lambda trainer, monkeypatch: monkeypatch.setattr(torch, "save", torch_save_fills_disk),
+                         f"{torch_no_space()!r} writing {{root}}/global_step_4", 2),
+    "tracker": (lambda trainer, monkeypatch: fill_disk_on(monkeypatch, TRACKER_FILE),
+                "OSError(28, 'No space left on device') writing {root}/latest_checkpointed_iteration.txt", 2),
+    "after the tracker (verl's callback)": (
+        lambda trainer, monkeypatch: monkeypatch.setattr(trainer.checkpoint_callback, "on_save", callback_fails),
+        "OSError(28, 'No space left on device') writing /remote/copy/global_step_4", 4),
+}
+
+
+def train_until_the_step_4_save(trainer: SFPOTrainer, fault, monkeypatch) -> None:
+    """Steps 1-4 of ENTROPIES, saving at 2 and 4 (as the killed child does), with `fault` set up
+    for the step-4 save."""
+    for step, entropy in enumerate(ENTROPIES[:4], 1):
+        trainer.global_steps = step
+        trainer.sfpo.observe_entropy(step, entropy)
+        if step in SAVE_STEPS:
+            if step == SAVE_STEPS[-1]:
+                fault(trainer, monkeypatch)
+            trainer._save_checkpoint()
+
+
+@pytest.mark.parametrize("fault", WRITE_FAULTS)
+def test_a_save_that_fails_keeps_the_last_complete_checkpoint(tmp_path, monkeypatch, saved_states, fault):
+    set_up, error, resume_step = WRITE_FAULTS[fault]
+    trainer = saving_trainer(tmp_path)
+    with pytest.raises(CheckpointSaveError) as failure:
+        train_until_the_step_4_save(trainer, set_up, monkeypatch)
+    monkeypatch.undo()  # the disk has room again
+
+    expected = f"saving checkpoint global_step_4 failed: {error.format(root=tmp_path)}; "
+    assert str(failure.value) == expected + f"the last complete checkpoint is global_step_{resume_step}"
+    assert (tmp_path / TRACKER_FILE).read_text() == str(resume_step)
+    assert find_latest_ckpt_path(str(tmp_path)) == str(tmp_path / f"global_step_{resume_step}")
+    resumed = resume(tmp_path, monkeypatch)
+    assert resumed.global_steps == resume_step
+    assert resumed.sfpo.state_dict() == saved_states[resume_step]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".before_save"))]
+
+
+def test_a_first_save_that_fails_leaves_no_checkpoint(tmp_path, monkeypatch):
+    trainer = saving_trainer(tmp_path)
+    trainer.global_steps = 2
+    fill_disk_on(monkeypatch, TRACKER_FILE)
+    with pytest.raises(CheckpointSaveError, match="; no checkpoint is complete yet$"):
+        trainer._save_checkpoint()
+    assert not (tmp_path / TRACKER_FILE).exists()  # an emptied tracker would stop verl's resume
+    assert find_latest_ckpt_path(str(tmp_path)) is None
+
+
+def test_the_run_stops_with_the_message_alone(monkeypatch):
+    # The trainer runs in Ray's task runner: its error reaches the entry point wrapped by Ray.
+    message = "saving checkpoint global_step_4 failed: OSError(28, 'No space left on device') writing /x; ..."
+
+    def run_sfpo(config):
+        raise RayTaskError("run", "Traceback (in the task runner)", CheckpointSaveError(message)).as_instanceof_cause()
+
+    monkeypatch.setattr(sfpo_main, "run_sfpo", run_sfpo)
+    with pytest.raises(SystemExit) as stop:
+        sfpo_main.main.__wrapped__(None)
+    assert stop.value.code == f"sfpo_verl: {message}"
 
 
 if __name__ == "__main__":

@@ -1,13 +1,22 @@
 """Data preparation on hand-written fixtures in each source's real schema (tests/fixtures/data)."""
 
+import contextlib
+import errno
+import io
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, reject
+from hypothesis import strategies as st
 
 from sfpo_verl.paper.data.prepare import DataPreparationError, main, prepare
 from sfpo_verl.paper.data.prompt import DEFAULT_TEMPLATE, build_prompt
@@ -259,3 +268,218 @@ def test_cli_prints_the_report(tmp_path, capsys):
     listing = capsys.readouterr().out
     assert all(f"{name} " in listing and SOURCES[name].hub_id in listing for name in SOURCES)
     assert "also reads hf:open-r1/DAPO-Math-17k-Processed:en@train" in listing
+
+
+# --- Bad input: one line naming the file, the line, row or column, and what was expected; no
+# output file written, not even a partial one.
+
+AIME24 = FIXTURES / "aime24.jsonl"
+
+
+def _jsonl(rows: list) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def _aime_rows() -> list[dict]:
+    return read_records(AIME24)
+
+
+def _aime_with(index: int, **changes) -> bytes:
+    rows = _aime_rows()
+    rows[index].update(changes)
+    return _jsonl(rows)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _not_utf8_string_column() -> pa.Table:
+    """A parquet string column whose second value is not UTF-8 (as a buggy writer leaves it)."""
+    text, offsets = b"ok\xff\xfe", np.array([0, 2, 4], dtype=np.int32).tobytes()
+    column = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+    return pa.table({"problem": column, "answer": ["1", "2"]})
+
+
+GOOD_PARQUET = _parquet_bytes(pa.Table.from_pylist(read_records(AIME24)))
+NO_ROWS = "holds no rows; expected at least one record"
+BAD_ANSWER = "expected text, a finite number or a list of them"
+
+# case -> (the file's suffix, its content, what the error line says after the file's name)
+BAD_INPUTS = {
+    "truncated parquet": ("parquet", GOOD_PARQUET[: len(GOOD_PARQUET) // 2], "not a readable parquet file"),
+    "empty parquet": ("parquet", b"", "not a readable parquet file (Could not open Parquet input source"),
+    "parquet without rows": ("parquet", _parquet_bytes(pa.table({"problem": pa.array([], pa.string())})), NO_ROWS),
+    "parquet not UTF-8": (
+        "parquet",
+        _parquet_bytes(_not_utf8_string_column()),
+        "column 'problem', row 1 is not UTF-8 text; expected UTF-8",
+    ),
+    "parquet binary column": (
+        "parquet",
+        _parquet_bytes(pa.table({"problem": [b"\xff"], "answer": ["1"]})),
+        "row 0: field 'problem' is of type bytes; expected text",
+    ),
+    "empty jsonl": ("jsonl", b"", NO_ROWS),
+    "blank jsonl": ("jsonl", b"\n \n", NO_ROWS),
+    "truncated jsonl": ("jsonl", AIME24.read_bytes()[:-40], "line 2 is not valid JSON"),
+    "jsonl not UTF-8": (
+        "jsonl",
+        AIME24.read_bytes() + b'{"problem": "caf\xe9", "answer": "1"}\n',
+        "line 3 is not UTF-8 text (byte 0xe9 at column 17); expected UTF-8",
+    ),
+    "jsonl line not an object": (
+        "jsonl",
+        _jsonl([_aime_rows()[0], ["1", "2"]]),
+        "line 2 is a JSON array; expected a JSON object (one record per line)",
+    ),
+    "jsonl number too long": (
+        "jsonl",
+        b'{"problem": "p", "answer": ' + b"9" * 5000 + b"}\n",
+        "line 1 is not valid JSON: Exceeds the limit",
+    ),
+    "jsonl nested too deep": ("jsonl", b'{"problem": ' + b"[" * 100_000 + b"\n", "line 1 is not valid JSON"),
+    "truncated json": ("json", json.dumps(_aime_rows()).encode()[:-30], "not valid JSON"),
+    "json not UTF-8": ("json", b'[{"problem": "\xff"}]', "not UTF-8 text (byte 0xff at offset 14); expected UTF-8"),
+    "json record not an object": (
+        "json",
+        b'[{"problem": "p", "answer": "1"}, 7]',
+        "record 1 is a JSON number; expected a JSON object",
+    ),
+    "missing column": (
+        "jsonl",
+        _jsonl([{k: v for k, v in row.items() if k != "answer"} for row in _aime_rows()]),
+        "row 0: missing field 'answer' or 'Answer'",
+    ),
+    "misnamed column": (
+        "jsonl",
+        _jsonl([{"Question": row["problem"], "answer": row["answer"]} for row in _aime_rows()]),
+        "row 0: missing field 'problem' or 'Problem' (the row has fields ['Question', 'answer'])",
+    ),
+    "problem of the wrong type": (
+        "jsonl",
+        _aime_with(1, problem=17),
+        "row 1: field 'problem' is of type int; expected text",
+    ),
+    "answer of the wrong type": (
+        "jsonl",
+        _aime_with(1, answer={"value": 3}),
+        f"row 1: field 'answer' is of type dict; {BAD_ANSWER}",
+    ),
+    "answer not a number": ("jsonl", _aime_with(0, answer=float("nan")), f"field 'answer' is nan; {BAD_ANSWER}"),
+    "answer of booleans": ("jsonl", _aime_with(0, answer=[True]), f"field 'answer' is of type bool; {BAD_ANSWER}"),
+    "lone surrogate": (
+        "jsonl",
+        _aime_with(1, problem="x \ud800"),
+        "row 1: field 'problem' holds a lone surrogate (not Unicode text); expected UTF-8 text",
+    ),
+}
+
+
+def _assert_no_output(out: Path) -> None:
+    assert not out.exists() or not list(out.iterdir()), sorted(out.iterdir())
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_stops_with_one_line_and_writes_nothing(tmp_path, capsys, case):
+    suffix, content, message = BAD_INPUTS[case]
+    bad = tmp_path / f"aime24.{suffix}"
+    bad.write_bytes(content)
+    good = FIXTURES / "dapo_math_17k.jsonl"  # read (and fine) before the bad file: still nothing written
+    out = tmp_path / "out"
+    assert main(["--out-dir", str(out), "--input", f"dapo_math_17k={good}", "--input", f"aime24={bad}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: aime24: {bad}: ") and message in line, line
+    _assert_no_output(out)
+
+
+def test_bad_dapo_prompt_type_is_named(tmp_path, capsys):
+    bad = tmp_path / "dapo.jsonl"
+    bad.write_bytes(_jsonl([{"prompt": 5, "target": "1"}]))
+    assert main(["--out-dir", str(tmp_path / "out"), "--input", f"dapo_math_17k={bad}"]) == 2
+    assert "row 0: field 'prompt' is of type int; expected text or a list of chat messages" in capsys.readouterr().err
+    _assert_no_output(tmp_path / "out")
+
+
+def test_the_command_exits_non_zero_without_a_traceback(tmp_path):
+    bad = tmp_path / "aime24.parquet"
+    bad.write_bytes(GOOD_PARQUET[:100])
+    result = subprocess.run(
+        [sys.executable, "-m", "sfpo_verl.paper.data", "--out-dir", str(tmp_path / "out"), "--input", f"aime24={bad}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: aime24: {bad}: not a readable parquet file")
+    assert result.stderr.count("\n") == 1  # one line: no traceback
+    _assert_no_output(tmp_path / "out")
+
+
+def test_a_failed_write_leaves_no_partial_file_and_keeps_the_earlier_one(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["--out-dir", str(out), "--input", f"aime24={AIME24}"]) == 0
+    earlier = (out / "aime24.parquet").read_bytes()
+
+    def disk_fills(table, where):
+        where.write(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", disk_fills)
+    capsys.readouterr()
+    assert main(["--out-dir", str(out), "--input", f"aime24={AIME24}", "--template", "verl"]) == 2
+    assert capsys.readouterr().err == f"error: cannot write {out / 'aime24.parquet'}: No space left on device\n"
+    assert (out / "aime24.parquet").read_bytes() == earlier
+    assert sorted(path.name for path in out.iterdir()) == ["aime24.parquet", "manifest.json"]
+
+
+# Anything at all in an input file: a report or one clean line, never a traceback or a partial file.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.characters(exclude_categories=())),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+records = st.lists(
+    st.fixed_dictionaries({"problem": json_values, "answer": json_values})
+    | st.dictionaries(st.sampled_from(["problem", "Problem", "answer", "Answer", "question", "x"]), json_values),
+    max_size=4,
+)
+
+
+def _prepare_quietly(content: bytes, suffix: str) -> tuple[int, str, list[str]]:
+    with tempfile.TemporaryDirectory() as folder:
+        bad = Path(folder) / f"aime24.{suffix}"
+        bad.write_bytes(content)
+        errors = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+            code = main(["--out-dir", f"{folder}/out", "--input", f"aime24={bad}"])
+        written = sorted(p.name for p in Path(folder, "out").iterdir()) if Path(folder, "out").exists() else []
+    return code, errors.getvalue(), written
+
+
+def _assert_report_or_one_line(code: int, errors: str, written: list[str]) -> None:
+    if code == 0:
+        assert written == ["aime24.parquet", "manifest.json"]
+    else:
+        assert code == 2 and written == []
+        assert errors.startswith("error: aime24: ") and errors.count("\n") == 1, errors
+
+
+@given(rows=records, suffix=st.sampled_from(["jsonl", "json", "parquet"]))
+def test_any_records_give_a_report_or_one_line(rows, suffix):
+    if suffix == "parquet":
+        try:
+            content = _parquet_bytes(pa.Table.from_pylist(rows))
+        except (pa.ArrowException, UnicodeEncodeError, OverflowError):
+            reject()  # rows parquet cannot hold at all
+    else:
+        content = _jsonl(rows) if suffix == "jsonl" else json.dumps(rows).encode()
+    _assert_report_or_one_line(*_prepare_quietly(content, suffix))
+
+
+@given(content=st.binary(max_size=200) | st.builds(lambda cut: GOOD_PARQUET[:cut], st.integers(0, len(GOOD_PARQUET))),
+       suffix=st.sampled_from(["jsonl", "json", "parquet"]))
+def test_any_bytes_give_a_report_or_one_line(content, suffix):
+    _assert_report_or_one_line(*_prepare_quietly(content, suffix))

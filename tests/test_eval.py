@@ -7,12 +7,23 @@ Expected numbers, worked out by hand from the fixtures:
   Minerva 2/4, Olympiad 3/4 -> average (75+50+25+50+50+75)/6 = 54.17, the best step
 """
 
+import contextlib
 import csv
+import errno
+import io
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from itertools import combinations
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sfpo_verl.paper.eval.cli import main
 from sfpo_verl.paper.eval.metrics import pass_at_k, reported_ks
@@ -149,3 +160,152 @@ def test_model_and_benchmark_names_are_recognised():
         "amc23",
         None,
     ]
+
+
+# --- Bad input and failed writes: one line naming the file, the line, rows or column, and what
+# was expected; no output file left behind, not even a partial one.
+
+STEP5 = DUMPS / "5.jsonl"
+
+
+def _dump_rows() -> list[dict]:
+    return [json.loads(line) for line in STEP5.read_text().splitlines()]
+
+
+def _jsonl(rows: list) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def _with(changes: dict, rows_changed=(1, 3)) -> bytes:
+    rows = _dump_rows()
+    for index in rows_changed:
+        rows[index].update(changes)
+    return _jsonl(rows)
+
+
+def _parquet_bytes(rows: list[dict]) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    return sink.getvalue().to_pybytes()
+
+
+NOT_A_RESPONSE = "2 rows have a response that is not UTF-8 text or a list of texts: rows 1, 3"
+
+# case -> (the file's suffix, its content, what the error line says after the file's name)
+BAD_GENERATIONS = {
+    "truncated parquet": ("parquet", _parquet_bytes(_dump_rows())[:300], "not a readable parquet file"),
+    "empty jsonl": ("jsonl", b"", "holds no rows; expected at least one record"),
+    "truncated jsonl": ("jsonl", STEP5.read_bytes()[:-50], "line 24 is not valid JSON"),
+    "jsonl not UTF-8": ("jsonl", STEP5.read_bytes() + b'{"output": "\xff"}\n', "line 25 is not UTF-8 text (byte 0xff"),
+    "jsonl line not an object": (
+        "jsonl",
+        STEP5.read_bytes() + b"[1, 2]\n",
+        "line 25 is a JSON array; expected a JSON object",
+    ),
+    "misnamed response column": (
+        "jsonl",
+        _jsonl([{**{k: v for k, v in row.items() if k != "output"}, "text": "x"} for row in _dump_rows()]),
+        "24 rows have no response (looked for output, response, responses): rows 0, 1, 2",
+    ),
+    "response of the wrong type": ("jsonl", _with({"output": {"text": "\\boxed{1}"}}), NOT_A_RESPONSE),
+    "responses with a number": ("jsonl", _with({"output": ["\\boxed{1}", 7]}), NOT_A_RESPONSE),
+    "lone surrogate": ("jsonl", _with({"output": "\\boxed{\ud800}"}), NOT_A_RESPONSE),
+    "ground truth of the wrong type": (
+        "jsonl",
+        _with({"gts": {"answer": 1}}),
+        "2 rows have a ground truth that is not text, a number or a list of them: rows 1, 3",
+    ),
+    "data source of the wrong type": (
+        "jsonl",
+        _with({"source": 5}),
+        "2 rows have a data source that is not UTF-8 text: rows 1, 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_GENERATIONS)
+def test_bad_generations_stop_with_one_line_and_write_nothing(tmp_path, capsys, case):
+    suffix, content, message = BAD_GENERATIONS[case]
+    bad = tmp_path / f"5.{suffix}"
+    bad.write_bytes(content)
+    outputs = [tmp_path / "out.json", tmp_path / "out.csv"]
+    assert main([str(bad), "--stored-scores", "--json", str(outputs[0]), "--csv", str(outputs[1])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: {bad}: ") and message in line, line
+    assert sorted(tmp_path.iterdir()) == [bad]
+
+
+def test_the_command_exits_non_zero_without_a_traceback(tmp_path):
+    bad = tmp_path / "5.jsonl"
+    bad.write_bytes(b"\xff\n")
+    result = subprocess.run([sys.executable, "-m", "sfpo_verl.paper.eval", str(bad), "--stored-scores"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {bad}: line 1 is not UTF-8 text (byte 0xff at column 1); expected UTF-8\n"
+
+
+def test_an_output_that_cannot_be_written_is_named(tmp_path, capsys):
+    missing = tmp_path / "no" / "such" / "folder" / "out.json"
+    assert main([str(DUMPS), "--stored-scores", "--json", str(missing)]) == 2
+    assert capsys.readouterr().err == f"error: cannot write {missing}: No such file or directory\n"
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("output", ["json", "csv"])
+def test_a_failed_write_leaves_no_partial_file_and_keeps_the_earlier_one(tmp_path, capsys, monkeypatch, output):
+    target = tmp_path / f"out.{output}"
+    assert main([str(DUMPS), "--stored-scores", f"--{output}", str(target)]) == 0
+    earlier = target.read_bytes()
+
+    def disk_fills(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_open = open
+
+    def open_that_fills(file, mode="r", *args, **kwargs):  # the output's writes fail half-way
+        handle = real_open(file, mode, *args, **kwargs)
+        if str(file).startswith(str(target)) and "w" in mode:
+            handle.write("half a file")
+            handle.flush()
+            handle.write = disk_fills
+        return handle
+
+    monkeypatch.setattr("builtins.open", open_that_fills)
+    capsys.readouterr()
+    assert main([str(DUMPS), "--stored-scores", "--step", "5", f"--{output}", str(target)]) == 2
+    assert capsys.readouterr().err == f"error: cannot write {target}: No space left on device\n"
+    assert target.read_bytes() == earlier
+    assert sorted(tmp_path.iterdir()) == [target]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.characters(exclude_categories=())),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+dump_rows = st.lists(
+    st.fixed_dictionaries(
+        {"output": json_values, "gts": json_values, "source": json_values | st.sampled_from(["aime24", "amc23"])},
+        optional={"acc": st.sampled_from([0.0, 1.0]), "uid": json_values, "step": json_values},
+    ),
+    max_size=5,
+)
+
+
+@given(rows=dump_rows)
+def test_any_dump_gives_a_table_or_one_line(rows):
+    # Anything in a dump's rows: scores and a JSON report, or one clean line and no report.
+    with tempfile.TemporaryDirectory() as folder:
+        dump, report = Path(folder, "7.jsonl"), Path(folder, "report.json")
+        dump.write_bytes(_jsonl(rows))
+        errors = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+            code = main([str(dump), "--stored-scores", "--json", str(report)])
+        if code == 0:
+            assert json.loads(report.read_text())["results"]
+        else:
+            assert code == 2 and not report.exists()
+            assert errors.getvalue().startswith(f"error: {dump}") and errors.getvalue().count("\n") == 1
+        assert sorted(os.listdir(folder)) == sorted(["7.jsonl"] + (["report.json"] if code == 0 else []))

@@ -19,7 +19,9 @@ from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
+from sfpo_verl.atomic_file import atomic_file
 from sfpo_verl.core.algorithm import AlphaSchedule, EntropySwitch, SFPOController
+from sfpo_verl.core.trainer.resume_point import keep_resume_point
 from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
 from sfpo_verl.core.workers.sfpo_worker import ALPHA_KEY, ANCHOR_DEVICE_KEY, INNER_STEPS_KEY, SLOW_CORRECTION_KEY
 
@@ -116,10 +118,14 @@ class SFPOTrainer(PPOTrainerSync):
     def _save_checkpoint(self):
         # The SFPO state goes into the step's folder atomically and before verl writes its
         # tracker (latest_checkpointed_iteration.txt), which is what makes a checkpoint count:
-        # a run killed at any moment resumes from a checkpoint whose state is complete.
-        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-        write_atomically(os.path.join(folder, STATE_FILE), {"global_step": self.global_steps, **self.sfpo.state_dict()})
-        super()._save_checkpoint()
+        # a run killed at any moment resumes from a checkpoint whose state is complete. A save
+        # that fails (a full disk) leaves the tracker on the last complete checkpoint and stops
+        # the run with one line naming the error, the path and that checkpoint.
+        root = self.config.trainer.default_local_dir
+        with keep_resume_point(root, self.global_steps):
+            state_path = os.path.join(root, f"global_step_{self.global_steps}", STATE_FILE)
+            write_state(state_path, {"global_step": self.global_steps, **self.sfpo.state_dict()})
+            super()._save_checkpoint()
 
     def _load_checkpoint(self):
         super()._load_checkpoint()
@@ -145,16 +151,11 @@ class SFPOStateError(RuntimeError):
     """A checkpoint's SFPO state cannot be used; the message says which file and what to do."""
 
 
-def write_atomically(path: str, state: dict) -> None:
-    """Write `state` as JSON to `path` through a temporary file and a rename: readers see the
-    old file or the whole new one, never a part."""
+def write_state(path: str, state: dict) -> None:
+    """Write `state` as JSON to `path` atomically: readers see the old file or the whole new one."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
+    with atomic_file(path) as f:
         json.dump(state, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
 
 
 def read_state(path: str, step: int) -> dict:

@@ -21,14 +21,17 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sfpo_verl.atomic_file import atomic_file
 from sfpo_verl.paper.data.prompt import DEFAULT_TEMPLATE, TEMPLATES, build_prompt
-from sfpo_verl.paper.data.records import RECORD_SUFFIXES, MissingFieldError, RecordsError, read_records
+from sfpo_verl.paper.data.records import RECORD_SUFFIXES, FieldError, RecordsError, read_records
 from sfpo_verl.paper.data.sources import EVAL_SOURCES, SOURCES, TRAIN_SOURCES, Source, UnusableRow
 from sfpo_verl.paper.reward.answer_extraction import normalize_answer
 
@@ -109,10 +112,8 @@ def read_source(source: Source, location: str) -> tuple[list[Example], SourceRep
         for index, row in enumerate(rows):
             report.read += 1
             try:
-                if not isinstance(row, dict):
-                    raise MissingFieldError(f"expected a record, got {type(row).__name__}")
                 problem, answer = source.read_row(row)
-            except MissingFieldError as error:
+            except FieldError as error:
                 raise DataPreparationError(
                     f"{source.name}: {origin}: row {index}: {error}; expected fields: {source.fields}"
                 ) from None
@@ -162,15 +163,17 @@ def to_verl_rows(examples: list[Example], split: str, template: str) -> list[dic
 
 def prepare(inputs: dict[str, str], out_dir: Path, template: str = DEFAULT_TEMPLATE) -> dict:
     """Convert every source in `inputs` (name -> location), each problem wrapped in the prompt
-    template named `template`; write the parquet files, return the manifest."""
+    template named `template`; write the parquet files, return the manifest.
+
+    Every input is read and checked before anything is written, and each file is written
+    atomically: bad input leaves no output file behind, and a failed write no partial one."""
     unknown = sorted(set(inputs) - set(SOURCES))
     if unknown:
         raise DataPreparationError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
     if template not in TEMPLATES:
         raise DataPreparationError(f"unknown prompt template {template!r}; known: {', '.join(TEMPLATES)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     reports: dict[str, SourceReport] = {}
-    files: dict[str, str] = {}
+    outputs: dict[str, tuple[Path, list[dict]]] = {}  # name in the manifest -> (file, rows)
 
     train_examples = []
     for name in TRAIN_SOURCES:
@@ -180,7 +183,7 @@ def prepare(inputs: dict[str, str], out_dir: Path, template: str = DEFAULT_TEMPL
     train_examples = deduplicate(train_examples, reports)
     train_keys = {problem_key(example.problem) for example in train_examples}
     if train_examples:
-        files["train"] = _write(to_verl_rows(train_examples, "train", template), out_dir / TRAIN_FILE)
+        outputs["train"] = (out_dir / TRAIN_FILE, to_verl_rows(train_examples, "train", template))
     for example in train_examples:
         reports[example.source].written += 1
 
@@ -191,21 +194,32 @@ def prepare(inputs: dict[str, str], out_dir: Path, template: str = DEFAULT_TEMPL
             examples = deduplicate(examples, reports)
             report.written = len(examples)
             report.also_in_training_set = sum(problem_key(e.problem) in train_keys for e in examples)
-            files[name] = _write(to_verl_rows(examples, "test", template), out_dir / f"{name}.parquet")
+            outputs[name] = (out_dir / f"{name}.parquet", to_verl_rows(examples, "test", template))
 
     manifest = {
         "template": template,
         "template_text": TEMPLATES[template],
-        "files": files,
+        "files": {name: str(path) for name, (path, _) in outputs.items()},
         "sources": {name: asdict(report) for name, report in reports.items()},
     }
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataPreparationError(f"cannot create the output folder {out_dir}: {error.strerror or error}") from None
+    for path, rows in outputs.values():
+        _write_output(path, lambda out: pq.write_table(pa.Table.from_pylist(rows), out), mode="wb")
+    manifest_text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    _write_output(out_dir / MANIFEST_FILE, lambda out: out.write(manifest_text), mode="w", encoding="utf-8")
     return manifest
 
 
-def _write(rows: list[dict], path: Path) -> str:
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return str(path)
+def _write_output(path: Path, write: Callable[[IO], object], **open_kwargs) -> None:
+    """Write one output file atomically (`write` fills the open file); a failure names the file."""
+    try:
+        with atomic_file(path, **open_kwargs) as out:
+            write(out)
+    except (OSError, pa.ArrowException) as error:
+        raise DataPreparationError(f"cannot write {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def format_report(manifest: dict) -> str:

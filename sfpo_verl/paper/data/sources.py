@@ -9,12 +9,13 @@ the other known mirrors read as well (`--input NAME=hf:ORG/NAME[:CONFIG][@SPLIT]
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sfpo_verl.paper.data.records import MissingFieldError, field
+from sfpo_verl.paper.data.records import FieldError, checked_text, field, find_field, text_field, type_name
 from sfpo_verl.paper.reward.answer_extraction import last_boxed_content, strip_math_delimiters
 
 
@@ -22,13 +23,25 @@ class UnusableRow(Exception):
     """A row has its fields but no usable answer (e.g. a MATH solution without a box): skipped and counted."""
 
 
-def answer_text(value: Any) -> str:
-    """A ground-truth answer as one string: lists joined (OlympiadBench), 27.0 written as 27."""
-    if isinstance(value, (list, tuple)):
-        return ", ".join(answer_text(item) for item in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return strip_math_delimiters(str(value))
+def answer_field(row: dict, names: tuple[str, ...]) -> str:
+    """A ground-truth answer as one string: text, a number (27.0 written as 27) or a list of
+    them (OlympiadBench, joined); anything else is a FieldError naming the field."""
+    name, value = find_field(row, names)
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return ", ".join(_answer_text(item, f"field {name!r}") for item in items)
+
+
+def _answer_text(value: Any, what: str) -> str:
+    expected = "expected text, a finite number or a list of them"
+    if isinstance(value, str):
+        return strip_math_delimiters(checked_text(value, what))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FieldError(f"{what} is {value}; {expected}")
+        return str(int(value)) if value.is_integer() else str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise FieldError(f"{what} is of type {type_name(value)}; {expected}")
 
 
 # DAPO-Math-17k wraps each problem in an instruction for an "Answer:" line; the problem is
@@ -47,20 +60,23 @@ def _read_dapo(row: dict) -> tuple[str, str]:
     # problem, `target` the answer. open-r1's deduplicated mirror: `prompt` bare, `solution`.
     prompt = field(row, ("prompt",))
     if isinstance(prompt, str):
-        problem = prompt
+        problem = checked_text(prompt, "field 'prompt'")
+    elif isinstance(prompt, list):
+        content = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
+        if not content:
+            raise FieldError("field 'prompt' has no user message with 'content'")
+        problem = checked_text(content, "the user message's 'content' in field 'prompt'")
     else:
-        problem = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
-        if not problem:
-            raise MissingFieldError("field 'prompt' has no user message with 'content'")
+        raise FieldError(f"field 'prompt' is of type {type_name(prompt)}; expected text or a list of chat messages")
     wrapped = _DAPO_WRAPPER.match(problem)
     if wrapped:
         problem = wrapped.group("problem")
-    return problem, answer_text(field(row, ("reward_model.ground_truth", "target", "solution")))
+    return problem, answer_field(row, ("reward_model.ground_truth", "target", "solution"))
 
 
 def _read_math_train(row: dict) -> tuple[str, str]:
-    problem = str(field(row, ("problem",)))
-    answer = last_boxed_content(str(field(row, ("solution",))))
+    problem = text_field(row, ("problem",))
+    answer = last_boxed_content(text_field(row, ("solution",)))
     if not answer:
         raise UnusableRow("its 'solution' has no \\boxed{} answer")
     return problem, answer
@@ -68,7 +84,7 @@ def _read_math_train(row: dict) -> tuple[str, str]:
 
 def _plain_reader(problem_fields: tuple[str, ...], answer_fields: tuple[str, ...]) -> Callable[[dict], tuple]:
     def read(row: dict) -> tuple[str, str]:
-        return str(field(row, problem_fields)), answer_text(field(row, answer_fields))
+        return text_field(row, problem_fields), answer_field(row, answer_fields)
 
     return read
 

@@ -9,7 +9,6 @@ paper's six benchmarks, and set them beside the paper's GRPO and SFPO numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import defaultdict
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from sfpo_verl.paper.eval.generations import GenerationsError, GenerationSet, load_generation_sets
 from sfpo_verl.paper.eval.metrics import BenchmarkScore, score_benchmark
-from sfpo_verl.paper.eval.report import best_summary, format_steps, format_table, summarize, write_csv
+from sfpo_verl.paper.eval.report import best_summary, format_steps, format_table, summarize, write_csv, write_json
 from sfpo_verl.paper.reward.math_reward import DEFAULT_TIMEOUT_S, grade_response
 from sfpo_verl.paper.reward.verifier_pool import VerifierPool
 
@@ -88,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if len(summaries) > 1:
         print(format_steps(summaries) + "\n")
-    best = best_summary(summaries)
-    print(format_table(best))
-    if args.json:
-        args.json.write_text(json.dumps({"best_step": best["step"], "results": summaries}, indent=2) + "\n")
-    if args.csv:
-        write_csv(summaries, args.csv)
+    print(format_table(best_summary(summaries)))
+    for path, write in ((args.json, write_json), (args.csv, write_csv)):
+        if path is None:
+            continue
+        try:
+            write(summaries, path)
+        except OSError as error:  # written atomically: nothing partial is left at `path`
+            print(f"error: cannot write {path}: {error.strerror or error}", file=sys.stderr)
+            return 2
     return 0

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfpo_verl.paper.data.records import RECORD_SUFFIXES, MissingFieldError, field, read_records
+from sfpo_verl.paper.data.records import RECORD_SUFFIXES, FieldError, RecordsError, field, is_unicode, read_records
 
 # Where each value is looked for in a row, first match wins.
 RESPONSE_FIELDS = ("output", "response", "responses")
@@ -28,6 +29,33 @@ ROWS_LISTED = 20
 
 # verl's per-response key in validation dumps: <prompt uuid4>_<sample index>_<turn index>.
 _VERL_SAMPLE_KEY = re.compile(r"^(?P<prompt>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_\d+_\d+$")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a field's value must be: a test, and its description for messages."""
+
+    accepts: Callable[[Any], bool]
+    description: str
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and is_unicode(value)
+
+
+def _is_answer(value: Any) -> bool:
+    return _is_text(value) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+TEXT = Expected(_is_text, "UTF-8 text")
+RESPONSE = Expected(
+    lambda value: _is_text(value) or (isinstance(value, list) and all(map(_is_text, value))),
+    "UTF-8 text or a list of texts",
+)
+GROUND_TRUTH = Expected(
+    lambda value: _is_answer(value) or (isinstance(value, list) and all(map(_is_answer, value))),
+    "text, a number or a list of them",
+)
 
 
 class GenerationsError(ValueError):
@@ -69,26 +97,35 @@ def load_generation_sets(path: Path, default_data_source: str | None = None) -> 
 
 
 def _load_file(path: Path, default_data_source: str | None) -> GenerationSet:
-    rows = read_records(path)
-    if not rows:
-        raise GenerationsError(f"{path} has no rows")
-    problems: dict[str, list[int]] = {}  # what is missing -> row numbers
+    try:
+        rows = read_records(path)
+    except RecordsError as error:
+        raise GenerationsError(str(error)) from None
+    problems: dict[str, list[int]] = {}  # what is wrong -> row numbers
 
-    def lookup(row: dict, index: int, names: tuple[str, ...], what: str) -> Any:
+    def checked(value: Any, index: int, what: str, expected: Expected) -> Any:
+        if expected.accepts(value):
+            return value
+        problems.setdefault(f"a {what} that is not {expected.description}", []).append(index)
+        return None
+
+    def lookup(row: dict, index: int, names: tuple[str, ...], what: str, expected: Expected, hint: str = "") -> Any:
         try:
-            return field(row, names)
-        except MissingFieldError:
-            problems.setdefault(f"no {what} (looked for {', '.join(names)})", []).append(index)
+            return checked(field(row, names), index, what, expected)
+        except FieldError:
+            problems.setdefault(f"no {what}{hint} (looked for {', '.join(names)})", []).append(index)
             return None
 
     generations = []
     for index, row in enumerate(rows):
-        response = lookup(row, index, RESPONSE_FIELDS, "response")
-        ground_truth = lookup(row, index, GROUND_TRUTH_FIELDS, "ground truth")
+        response = lookup(row, index, RESPONSE_FIELDS, "response", RESPONSE)
+        ground_truth = lookup(row, index, GROUND_TRUTH_FIELDS, "ground truth", GROUND_TRUTH)
         if default_data_source is None:
-            data_source = lookup(row, index, DATA_SOURCE_FIELDS, "data source (or pass --data-source)")
+            data_source = lookup(row, index, DATA_SOURCE_FIELDS, "data source", TEXT, " (or pass --data-source)")
         else:
-            data_source = row.get("source") or row.get("data_source") or default_data_source
+            data_source = checked(
+                row.get("source") or row.get("data_source") or default_data_source, index, "data source", TEXT
+            )
         if response is None or ground_truth is None or data_source is None:
             continue
         prompt_id = _prompt_id(row, index)
@@ -118,7 +155,7 @@ def _prompt_id(row: dict, index: int) -> str:
         return verl_key.group("prompt")
     try:
         value = field(row, PROMPT_ID_FIELDS)
-    except MissingFieldError:
+    except FieldError:
         return f"row-{index}"
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 

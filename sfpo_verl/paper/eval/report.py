@@ -4,8 +4,10 @@ paper's Table 1 numbers when the model is one of the paper's."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+from sfpo_verl.atomic_file import atomic_file
 from sfpo_verl.paper.eval.metrics import BenchmarkScore
 from sfpo_verl.paper.numbers import BENCHMARK_LABELS, BENCHMARKS, TABLE1, canonical_benchmark, find_paper_model
 
@@ -103,6 +105,13 @@ def best_summary(summaries: list[dict]) -> dict:
     return max(scored, key=lambda s: s["six_benchmark_average"]) if scored else summaries[-1]
 
 
+def write_json(summaries: list[dict], path: Path) -> None:
+    """Every evaluated file/step and which step is best."""
+    with atomic_file(path, encoding="utf-8") as out:
+        json.dump({"best_step": best_summary(summaries)["step"], "results": summaries}, out, indent=2)
+        out.write("\n")
+
+
 def write_csv(summaries: list[dict], path: Path) -> None:
     """One row per (file/step, benchmark), plus one six-benchmark average row per file/step."""
     rows = []
@@ -114,7 +123,7 @@ def write_csv(summaries: list[dict], path: Path) -> None:
             average.update(paper_grpo=summary["paper"]["grpo_average"], paper_sfpo=summary["paper"]["sfpo_average"])
         rows.append(average)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as out:
+    with atomic_file(path, newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

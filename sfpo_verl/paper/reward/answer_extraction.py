@@ -36,7 +36,9 @@ _BARE_TOKEN = re.compile(r"[^\s$]+")
 # A positive TeX space between digits and a group of three is the SI thousands separator
 # ("1\,000", blanks beside it again not typeset); anywhere else it is a visible space
 # ("100,\,200" stays a list). The look-behinds keep a matrix row break "\\ " intact.
-_GROUPING_COMMA = re.compile(r"\s*(?:\{\s*,\s*\}|,\s*\\!)\s*")
+# A match starts where a blank run starts (the `(?<!\s)`): tried from inside the run, the
+# leading `\s*` would rescan it from every position, quadratic in the run's length.
+_GROUPING_COMMA = re.compile(r"(?<!\s)\s*(?:\{\s*,\s*\}|,\s*\\!)\s*")
 _GROUPING_SPACE = re.compile(r"(?<=\d)\s*\\[,;: ]\s*(?=\d{3}(?!\d))")
 _TEX_SPACE = re.compile(r"(?<!\\)\\[,;: ]")
 _NEGATIVE_SPACE = re.compile(r"(?<!\\)\\!")

@@ -11,8 +11,9 @@ from `reward_kwargs` (verl.trainer.ppo.reward.get_custom_reward_fn):
 
 The answer is the last `\\boxed{}` (see answer_extraction for the alternatives accepted);
 equality is decided by math-verify in a killable subprocess (verifier_pool), so every call
-returns within `timeout_s`, from any thread. No response or ground truth makes it raise: an
-unusable response scores 0 and says why in `reason`.
+returns within `timeout_s`, from any thread, plus a verifier start-up when one is needed (and,
+when every verifier is busy, the wait for one: each busy one ends within its own limit). No
+response or ground truth makes it raise: an unusable one scores 0 and says why in `reason`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ DEFAULT_VERIFIER_PROCESSES = 2
 
 # No benchmark answer is this long; longer "answers" are garbage not worth a sympy parse.
 MAX_ANSWER_CHARS = 1000
+
+# A ground truth is an answer or a list of accepted ones; nesting deeper than this holds none.
+MAX_GROUND_TRUTH_DEPTH = 8
 
 # How much of the extracted answer is kept in the reward's extra info (and verl's dumps).
 PRED_CHARS_KEPT = 200
@@ -126,20 +130,24 @@ def grade_response(response: Any, ground_truth: Any, *, pool: VerifierPool, time
     return Grade(False, pred[:PRED_CHARS_KEPT], reason, boxed)
 
 
-def accepted_answers(ground_truth: Any) -> list[str]:
-    """The ground truth as a list of normalized answer strings (a list, array or scalar in)."""
+def accepted_answers(ground_truth: Any, depth: int = 0) -> list[str]:
+    """The ground truth as a list of normalized answer strings (a list, array or scalar in;
+    lists nested deeper than MAX_GROUND_TRUTH_DEPTH, or holding themselves, add no answer)."""
     if ground_truth is None:
         return []
     if isinstance(ground_truth, (list, tuple)) or hasattr(ground_truth, "tolist"):
+        if depth == MAX_GROUND_TRUTH_DEPTH:
+            return []
         items = ground_truth.tolist() if hasattr(ground_truth, "tolist") else ground_truth
         if not isinstance(items, list):  # a numpy scalar
             items = [items]
-        return [answer for item in items for answer in accepted_answers(item)]
+        return [answer for item in items for answer in accepted_answers(item, depth + 1)]
     if isinstance(ground_truth, float) and ground_truth.is_integer():
         ground_truth = int(ground_truth)  # "27.0" from a float column means 27
     answer = _as_text(ground_truth)
     answer = normalize_answer(last_boxed_content(answer) or answer)
-    return [answer] if answer else []
+    # A "ground truth" longer than any answer is not one (and could not be compared in time).
+    return [answer] if answer and len(answer) <= MAX_ANSWER_CHARS else []
 
 
 def _as_text(value: Any) -> str:
@@ -147,7 +155,10 @@ def _as_text(value: Any) -> str:
         return ""
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="replace")
-    return str(value)
+    try:
+        return str(value)
+    except ValueError:  # an int over Python's 4300-digit str() limit: no text an answer could be
+        return ""
 
 
 def _quick_outcome(gold: str, pred: str) -> Outcome | None:
