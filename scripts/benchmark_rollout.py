@@ -53,7 +53,8 @@ def prompts_of(task: TaskPaths, tokenizer, problems: int) -> list[list[int]]:
     """Token ids of the first `problems` training prompts, chat template applied as verl does."""
     rows = pd.read_parquet(task.train).head(problems)
     return [
-        tokenizer.apply_chat_template(list(row["prompt"]), add_generation_prompt=True, tokenize=True)
+        list(tokenizer.apply_chat_template(list(row["prompt"]), add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"])
         for _, row in rows.iterrows()
     ]
 
