@@ -14,11 +14,17 @@ from omegaconf import DictConfig
 from sfpo_verl.core.preflight import RunInputError, check_run_inputs
 from sfpo_verl.core.trainer.config import SFPOConfigError, validate_sfpo_config
 
+# Where a first model folder comes from, for the message about a missing one.
+MODEL_FOLDER_HINT = (
+    "or build the CPU quickstart task with `python -m sfpo_verl.cpu.task.build --out DIR` "
+    "and pass actor_rollout_ref.model.path=DIR/model"
+)
+
 
 def run_sfpo(config: DictConfig) -> None:
     """Validate, prepare the device, and train (config checks fail before Ray starts)."""
     validate_sfpo_config(config)
-    check_run_inputs(config)
+    check_run_inputs(config, model_hint=MODEL_FOLDER_HINT)
 
     # verl's trainer, Ray and the device set-up load only once the config is known to be good.
     from verl.trainer.main_ppo import run_ppo

@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.core.trainer.sfpo_trainer import STATE_FILE, SFPOStateError, SFPOTrainer, build_controller
 
 # The entropies the child feeds its switch (window 3): it fires at step 5, after the last save.

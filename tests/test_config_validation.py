@@ -9,7 +9,7 @@ import ray
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from verl.utils.config import omega_conf_to_dataclass
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 
 from sfpo_verl.main import run_sfpo
 from sfpo_verl.core.trainer.config import SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config

@@ -9,7 +9,7 @@ import ctypes
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.cpu.platform import allocator
 from sfpo_verl.cpu.platform.allocator import SWITCH_ENV, keep_freed_memory_in_this_process
 from sfpo_verl.cpu.platform.cpu_run import configure_cpu_run

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.cpu.platform.cpu_run import (
     CPURunConfigError,
     configure_cpu_run,

@@ -8,7 +8,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 
 from sfpo_verl.core.trainer.sfpo_trainer import STATE_FILE, SFPOTrainer, build_controller
 

@@ -29,7 +29,7 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch.distributed.tensor import DTensor
 
-from sfpo_verl.core.local_actor import (
+from sfpo_verl.cpu.local_actor import (
     build_random_qwen2,
     compose_config,
     free_port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,6 +15,9 @@ from verl.trainer.config import AlgoConfig
 from sfpo_verl.core.algorithm import ALPHA_SCHEDULES
 
 logger = logging.getLogger(__name__)
+
+# The folder of sfpo_trainer.yaml (verl's ppo_trainer plus the SFPO section), for hydra.
+CONFIG_DIR = str(Path(__file__).parent / "config")
 
 ALGORITHM_NAMES = ("sfpo", "grpo")
 ANCHOR_DEVICES = ("param", "cpu")
