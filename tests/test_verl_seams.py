@@ -167,6 +167,13 @@ def test_seam6_run_ppo_takes_a_task_runner_class():
     assert "task_runner_class" in inspect.signature(run_ppo).parameters
 
 
+@only_v0
+def test_seam7_v0_main_migrates_legacy_reward_settings():
+    from verl.trainer import main_ppo
+
+    assert "config = migrate_legacy_reward_impl(config)" in source(main_ppo.main)
+
+
 # --- the CPU layer's seams (sfpo_verl/cpu/verl_seams.py) ---
 
 

@@ -41,6 +41,9 @@ Seams (verl name -> what SFPO does with it -> versions):
    module-level name `main_ppo.RayPPOTrainer` (`install_v0_trainer` rebinds that name inside
    the task runner's own Ray process).
 6. `main_ppo.run_ppo(config, task_runner_class)`: 0.8.0, 0.9.1.
+7. 0.8.0's `main_ppo.main` passes the config through
+   `verl.experimental.reward_loop.migrate_legacy_reward_impl` before `run_ppo`
+   (`prepare_v0_config` does the same); 0.9.1's does not.
 
 verl 0.7.1 (read from its wheel): its engine workers have seams 1-3 as 0.8.0 (same
 `train_mini_batch`/`update_lr_scheduler`, `self.actor = TrainingWorker(...)`), but
@@ -150,3 +153,11 @@ def install_v0_trainer(trainer_cls: type) -> None:
     from verl.trainer import main_ppo
 
     main_ppo.RayPPOTrainer = trainer_cls
+
+
+def prepare_v0_config(config):
+    """Seam 7 (0.8.x): what verl's own main does to the config before run_ppo (besides
+    auto_set_device): move the legacy reward settings to where its trainer reads them."""
+    from verl.experimental.reward_loop import migrate_legacy_reward_impl
+
+    return migrate_legacy_reward_impl(config)
