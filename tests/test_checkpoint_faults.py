@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+pytest.importorskip("verl.trainer.ppo.v1", reason="needs verl 0.9.x: SFPOTrainer on the v1 trainer's checkpoint path")
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 

@@ -15,6 +15,8 @@ from sfpo_verl.cpu.platform.cpu_run import (
     ray_resources_for,
 )
 
+pytestmark = pytest.mark.verl09(reason="trainer.device=cpu (CPU mode)")
+
 CPU_READY = [
     "trainer.device=cpu",
     "trainer.n_gpus_per_node=2",
