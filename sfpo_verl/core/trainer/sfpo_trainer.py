@@ -76,8 +76,8 @@ class SFPOTrainer(verl_seams.trainer_base()):
 
         PATCH verl==0.9.1 (patches/README.md): a uid is only a group label, but a random one
         orders nothing; deterministic uids let the replay buffer put a step's trajectories in
-        a canonical order (the CPU quickstart's sampler, cpu/quickstart/sampler.py), and uid-sorted rollout dumps
-        follow the data order. Unique within a run; no "_" (verl splits keys on it)."""
+        a canonical order (the CPU quickstart's sampler, cpu/quickstart/sampler.py), and
+        uid-sorted rollout dumps follow the data order. Unique within a run; no "_" (verl splits keys on it)."""
         batch = super()._fetch_one_gen_batch()
         if self._uid_step != self.global_steps:
             self._uid_step, self._uid_next = self.global_steps, 0
