@@ -40,7 +40,7 @@ if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1 :][:1] 
 from verl.utils import tensordict_utils as tu  # noqa: E402
 
 from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process  # noqa: E402
-from sfpo_verl.core.local_actor import (  # noqa: E402
+from sfpo_verl.cpu.local_actor import (  # noqa: E402
     build_qwen2_shaped,
     build_random_qwen2,
     compose_config,

@@ -215,9 +215,9 @@ def print_registration_report() -> None:
         return PlatformRegistry.get("cpu") is not None
 
     def cpu_engine() -> bool:
-        from verl.workers.engine import EngineRegistry
+        from sfpo_verl.cpu.verl_seams import engine_registered
 
-        return "cpu" in EngineRegistry._engines.get("language_model", {}).get("fsdp2", {})
+        return engine_registered("language_model", "fsdp2", "cpu")
 
     def hf_rollout() -> bool:
         from sfpo_verl.cpu.rollout.registration import registered

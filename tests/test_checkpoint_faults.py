@@ -23,14 +23,16 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from ray.exceptions import RayTaskError
-from verl.trainer.ppo.checkpoint_callback import build_checkpoint_callback
-from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
-from sfpo_verl import main as sfpo_main
-from sfpo_verl.core.local_actor import CONFIG_DIR
-from sfpo_verl.core.trainer.resume_point import TRACKER_FILE, CheckpointSaveError
-from sfpo_verl.core.trainer.sfpo_trainer import STATE_FILE, SFPOStateError, SFPOTrainer, build_controller
+pytest.importorskip("verl.trainer.ppo.v1", reason="needs verl 0.9.x: SFPOTrainer on the v1 trainer's checkpoint path")
+from verl.trainer.ppo.checkpoint_callback import build_checkpoint_callback  # noqa: E402
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync  # noqa: E402
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path  # noqa: E402
+
+from sfpo_verl import main as sfpo_main  # noqa: E402
+from sfpo_verl.core.trainer.config import CONFIG_DIR  # noqa: E402
+from sfpo_verl.core.trainer.resume_point import TRACKER_FILE, CheckpointSaveError  # noqa: E402
+from sfpo_verl.core.trainer.sfpo_trainer import STATE_FILE, SFPOStateError, SFPOTrainer, build_controller  # noqa: E402
 
 # The entropies the child feeds its switch (window 3): it fires at step 5, after the last save.
 ENTROPIES = [1.0, 1.01, 0.99, 1.0, 3.0]

@@ -9,7 +9,7 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.core.trainer.cluster_fit import PlacementWatchdog, cpus_per_node, short_nodes
 
 

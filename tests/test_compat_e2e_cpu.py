@@ -26,7 +26,7 @@ import pytest
 from sfpo_verl.cpu.task.build import TaskPaths, build_task
 from sfpo_verl.smoke import PROBS_DIFF_MEAN_CUDA, SMOKE_TASK, Arm, arm_overrides, check_arm, device_settings, launch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.verl09(reason="end-to-end CPU runs (trainer.device=cpu)")]
 
 LORA = {"actor_rollout_ref.model.lora_rank": 4, "actor_rollout_ref.model.lora_alpha": 8,
         "actor_rollout_ref.model.target_modules": "all-linear"}

@@ -9,7 +9,7 @@ import ctypes
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.cpu.platform import allocator
 from sfpo_verl.cpu.platform.allocator import SWITCH_ENV, keep_freed_memory_in_this_process
 from sfpo_verl.cpu.platform.cpu_run import configure_cpu_run
@@ -45,6 +45,7 @@ def ray_env_vars(config) -> dict:
     return dict(runtime_env.get("env_vars") or {})
 
 
+@pytest.mark.verl09(reason="trainer.device=cpu (CPU mode)")
 def test_a_cpu_run_passes_the_malloc_settings_to_every_ray_process():
     config = compose_cfg(*CPU_READY)
     assert configure_cpu_run(config) is True
@@ -59,6 +60,7 @@ def test_a_gpu_run_is_left_alone(monkeypatch):
     assert not set(MALLOC_ENV) & set(ray_env_vars(config))
 
 
+@pytest.mark.verl09(reason="trainer.device=cpu (CPU mode)")
 def test_the_switch_turns_the_settings_off(monkeypatch):
     monkeypatch.setenv(SWITCH_ENV, "0")
     config = compose_cfg(*CPU_READY)
@@ -67,6 +69,7 @@ def test_the_switch_turns_the_settings_off(monkeypatch):
     assert keep_freed_memory_in_this_process() == {}
 
 
+@pytest.mark.verl09(reason="trainer.device=cpu (CPU mode)")
 def test_a_value_already_set_wins(monkeypatch):
     monkeypatch.setenv("MALLOC_TOP_PAD_", "65536")
     config = compose_cfg(*CPU_READY, "+ray_kwargs.ray_init.runtime_env.env_vars.MALLOC_TRIM_THRESHOLD_='0'")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.core.local_actor import CONFIG_DIR
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.cpu.platform.cpu_run import (
     CPURunConfigError,
     configure_cpu_run,
@@ -14,6 +14,8 @@ from sfpo_verl.cpu.platform.cpu_run import (
     find_gpu_only_options,
     ray_resources_for,
 )
+
+pytestmark = pytest.mark.verl09(reason="trainer.device=cpu (CPU mode)")
 
 CPU_READY = [
     "trainer.device=cpu",

@@ -16,7 +16,7 @@ import pytest
 
 from sfpo_verl.smoke import STEPS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.verl09(reason="end-to-end CPU runs (trainer.device=cpu)")]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.verl09(reason="the gpu extra pins verl 0.9.1")
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 SETUP_GPU = ROOT / "scripts" / "setup_gpu.sh"

@@ -8,6 +8,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from sfpo_verl.cpu.rollout.generator import BatchGenerator, SamplingSettings
 
+pytestmark = pytest.mark.verl09(reason="the hf CPU rollout")
+
 VOCAB, EOS, PAD = 16, 1, 0
 
 

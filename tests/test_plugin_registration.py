@@ -6,6 +6,10 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+import pytest
+
+pytestmark = pytest.mark.verl09(reason="the verl.plugins entry point")
+
 
 def test_entry_point_is_declared():
     (entry,) = [ep for ep in entry_points(group="verl.plugins") if ep.name == "sfpo_verl"]

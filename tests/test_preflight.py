@@ -7,6 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from sfpo_verl.core.preflight import RunInputError, check_run_inputs
+from sfpo_verl.main import MODEL_FOLDER_HINT
 from sfpo_verl.cpu.task.arithmetic import split_problems, write_datasets
 
 
@@ -32,7 +33,7 @@ def test_usable_inputs_pass(task):
 def test_missing_model_folder_names_the_option_and_the_builder(task, tmp_path):
     _, data = task
     with pytest.raises(RunInputError, match=r"actor_rollout_ref.model.path=.*sfpo_verl.cpu.task.build"):
-        check_run_inputs(run_config(tmp_path / "nowhere", data["train"], data["val"]))
+        check_run_inputs(run_config(tmp_path / "nowhere", data["train"], data["val"]), model_hint=MODEL_FOLDER_HINT)
 
 
 def test_hub_ids_are_left_to_the_hub(task):

@@ -18,6 +18,8 @@ from hydra.errors import ConfigCompositionException
 import sfpo_verl
 from sfpo_verl.paper.numbers import BENCHMARKS, TABLE1
 
+pytestmark = pytest.mark.verl09(reason="the recipes use verl 0.9.1's config")
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "core" / "trainer" / "config")

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("verl.trainer.ppo.v1", reason="needs verl 0.9.x: the v1 replay buffer and the CPU quickstart")
 from sfpo_verl.cpu.quickstart import sampler as quickstart_sampler
 from sfpo_verl.cpu.quickstart.sampler import QuickstartReplayBuffer, canonical_order
 

@@ -1,21 +1,35 @@
 """SFPOTrainer's driver-side logic: alpha per step, the switch fed from the update's
 entropy, SFPO metrics renamed, and the switch state saved with every checkpoint and
 restored on resume. verl's own checkpoint/update calls are replaced by recorders here;
-the end-to-end test drives them for real."""
+the end-to-end test drives them for real.
+
+Runs on both verl lines: the trainer SFPOTrainer extends is verl's v1 PPOTrainerSync (0.9.x),
+whose `_update_actor(batch, metrics)` sends `batch.extra_info` and fills `metrics`, or the v0
+RayPPOTrainer (0.8.x), whose `_update_actor(batch)` sends `batch.meta_info` and returns the
+worker's unreduced metrics in a DataProto."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
-from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from sfpo_verl.core.local_actor import CONFIG_DIR
 
+from sfpo_verl.core import verl_seams
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.core.trainer.sfpo_trainer import STATE_FILE, SFPOTrainer, build_controller
+
+V0 = verl_seams.uses_v0_trainer()
+VerlTrainer = verl_seams.trainer_base()
 
 
 class FakeBatch:
     def __init__(self):
-        self.extra_info = {}
+        self.extra_info = {}  # what 0.9.x sends to the worker
+        self.meta_info = {}  # what 0.8.x sends
+
+    @property
+    def sent(self) -> dict:
+        return self.meta_info if V0 else self.extra_info
 
 
 def make_trainer(tmp_path, *overrides):
@@ -32,17 +46,26 @@ def fake_verl(monkeypatch):
     """verl's update/ckpt calls: the update returns the worker's metrics with verl's prefix."""
     sent = []
 
-    def update_actor(self, batch, metrics):
-        sent.append(dict(batch.extra_info))
-        metrics.update({"actor/entropy_loss": self.next_entropy, "actor/sfpo/alpha": batch.extra_info["sfpo_alpha"]})
+    def worker_metrics(self, batch):
+        return {"actor/entropy_loss": self.next_entropy, "actor/sfpo/alpha": batch.sent["sfpo_alpha"]}
+
+    def update_actor_v1(self, batch, metrics):
+        sent.append(dict(batch.sent))
+        metrics.update(worker_metrics(self, batch))
         return batch
+
+    def update_actor_v0(self, batch):
+        sent.append(dict(batch.sent))
+        # unreduced, as verl 0.8.x returns them: one value per mini-batch
+        unreduced = {key: [value, value] for key, value in worker_metrics(self, batch).items()}
+        return SimpleNamespace(meta_info={"metrics": unreduced})
 
     def load_checkpoint(self):
         self.global_steps = self.resume_step
 
-    monkeypatch.setattr(PPOTrainerSync, "_update_actor", update_actor)
-    monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", lambda self: None)
-    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", load_checkpoint)
+    monkeypatch.setattr(VerlTrainer, "_update_actor", update_actor_v0 if V0 else update_actor_v1)
+    monkeypatch.setattr(VerlTrainer, "_save_checkpoint", lambda self: None)
+    monkeypatch.setattr(VerlTrainer, "_load_checkpoint", load_checkpoint)
     return sent
 
 
@@ -50,8 +73,11 @@ def run_steps(trainer, entropies, first_step=1):
     logged = []
     for step, entropy in enumerate(entropies, first_step):
         trainer.global_steps, trainer.next_entropy = step, entropy
-        metrics = {}
-        trainer._update_actor(FakeBatch(), metrics)
+        if V0:
+            metrics = trainer._update_actor(FakeBatch()).meta_info["metrics"]
+        else:
+            metrics = {}
+            trainer._update_actor(FakeBatch(), metrics)
         logged.append(metrics)
     return logged
 
@@ -113,7 +139,7 @@ def test_resume_without_state_says_so(tmp_path, fake_verl, capsys):
 
 @pytest.mark.parametrize(("overrides", "requested"), [((), True), (("algorithm.name=grpo",), False)])
 def test_update_entropy_is_requested_when_the_switch_is_on(tmp_path, monkeypatch, overrides, requested):
-    monkeypatch.setattr(PPOTrainerSync, "__init__", lambda self, config: setattr(self, "config", config))
+    monkeypatch.setattr(VerlTrainer, "__init__", lambda self, config, **kwargs: setattr(self, "config", config))
     config = make_trainer(tmp_path, *overrides).config
     SFPOTrainer(config)
     assert config.actor_rollout_ref.actor.calculate_entropy is requested

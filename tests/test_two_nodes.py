@@ -30,7 +30,7 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch.distributed.tensor import DTensor
 
-from sfpo_verl.core.local_actor import (
+from sfpo_verl.cpu.local_actor import (
     build_random_qwen2,
     compose_config,
     free_port,
@@ -44,7 +44,7 @@ from sfpo_verl.core.local_actor import (
 from sfpo_verl.cpu.task.build import TaskPaths, build_task
 from sfpo_verl.smoke import SMOKE_TASK, STEPS, Arm, arm_overrides, check_arm, device_settings, launch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.verl09(reason="end-to-end CPU runs (trainer.device=cpu)")]
 
 LOOPBACK = "127.0.0.1"
 NEAR_EXACT = dict(rtol=1e-5, atol=1e-5)  # the two-rank test's tolerance (test_update_equivalence.py)

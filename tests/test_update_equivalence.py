@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
-from sfpo_verl.core.local_actor import (
+from sfpo_verl.cpu.local_actor import (
     build_random_qwen2,
     compose_config,
     free_port,

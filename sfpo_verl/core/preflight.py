@@ -16,11 +16,12 @@ class RunInputError(ValueError):
     """A model folder or dataset the run cannot use."""
 
 
-def check_run_inputs(config: DictConfig) -> None:
+def check_run_inputs(config: DictConfig, model_hint: str = "") -> None:
     """Raise RunInputError naming the option to change when a local model folder or a
     dataset file is missing, a dataset lacks the columns verl reads, or either option is
-    not a path at all."""
-    problems = _model_problems(config.actor_rollout_ref.model.path)
+    not a path at all. `model_hint` ends the message about a missing model folder (the entry
+    point names where a first model folder comes from)."""
+    problems = _model_problems(config.actor_rollout_ref.model.path, model_hint)
     prompt_key = config.data.get("prompt_key", "prompt")
     for key in ("train_files", "val_files"):
         option, files = f"data.{key}", config.data.get(key)
@@ -50,7 +51,7 @@ def _looks_local(path: str) -> bool:
     return path.startswith(("/", ".", "~")) or path.count("/") >= 2 or os.path.exists(path)
 
 
-def _model_problems(path) -> list[str]:
+def _model_problems(path, hint: str = "") -> list[str]:
     if not isinstance(path, str):
         return [f"actor_rollout_ref.model.path={path!r}: a local model folder or a hub id is required"]
     if not _looks_local(path):
@@ -59,8 +60,7 @@ def _model_problems(path) -> list[str]:
     if not (folder / "config.json").is_file():
         return [
             f"actor_rollout_ref.model.path={path}: no Hugging Face model folder there (config.json missing). "
-            "Point it at a local model folder, or build the CPU quickstart task with "
-            "`python -m sfpo_verl.cpu.task.build --out DIR` and pass actor_rollout_ref.model.path=DIR/model"
+            f"Point it at a local model folder{', ' + hint if hint else ''}"
         ]
     return []
 

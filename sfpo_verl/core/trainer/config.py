@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,6 +15,9 @@ from verl.trainer.config import AlgoConfig
 from sfpo_verl.core.algorithm import ALPHA_SCHEDULES
 
 logger = logging.getLogger(__name__)
+
+# The folder of sfpo_trainer.yaml (verl's ppo_trainer plus the SFPO section), for hydra.
+CONFIG_DIR = str(Path(__file__).parent / "config")
 
 ALGORITHM_NAMES = ("sfpo", "grpo")
 ANCHOR_DEVICES = ("param", "cpu")
@@ -167,20 +171,63 @@ def _check_sfpo_values(algo: DictConfig) -> None:
             _refuse("algorithm.sfpo.entropy_switch.threshold", switch.threshold)
 
 
+# What SFPO runs only on verl 0.9.x: an override key (and its subkeys) or a key=value, and why.
+V09_ONLY_OPTIONS = {
+    "trainer.v1": "verl 0.8.x trains with the v0 RayPPOTrainer, which has no trainer.v1 section",
+    "trainer.use_v1": "verl 0.8.x has only the v0 trainer",
+    "trainer.device=cpu": (
+        "verl 0.8.x has no platform registry (verl.plugin.platform) for SFPO's CPU platform, and its "
+        "workers ask Ray for 'NPU' devices when no CUDA GPU is present"
+    ),
+    "actor_rollout_ref.rollout.name=hf": (
+        "the hf CPU rollout is registered through verl 0.9.x's verl.plugins entry point, which 0.8.x lacks"
+    ),
+}
+
+
+def v09_only_options(overrides: list[str], config: DictConfig | None = None) -> list[str]:
+    """One line per command-line override (or, with `config`, config value) that needs verl 0.9.x."""
+    from sfpo_verl.core.verl_seams import installed_verl_version
+
+    found = {}
+    settings = [o.lstrip("+~") for o in overrides]
+    if config is not None:
+        for option in V09_ONLY_OPTIONS:
+            key, _, value = option.partition("=")
+            if value and str(OmegaConf.select(config, key, throw_on_missing=False)) == value:
+                settings.append(option)
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        for option, why in V09_ONLY_OPTIONS.items():
+            option_key, _, option_value = option.partition("=")
+            if option_value and f"{key}={value}" != option:
+                continue
+            if key == option_key or key.startswith(option_key + "."):
+                found.setdefault(option if option_value else key, why)
+    return [f"{name} needs verl 0.9.x (verl {installed_verl_version()} is installed: {why})" for name, why in found.items()]
+
+
 def _check_verl_settings(config: DictConfig) -> None:
     """The verl settings SFPO's update cannot work under."""
-    if not config.trainer.get("use_v1", True):
-        _fail(
-            "trainer.use_v1",
-            config.trainer.use_v1,
-            "true only: SFPO hooks verl's v1 trainer; the legacy trainer (main_ppo_v0) is not supported",
-        )
-    if config.trainer.v1.trainer_mode != "sync":
-        _fail(
-            "trainer.v1.trainer_mode",
-            config.trainer.v1.trainer_mode,
-            "sync only: SFPO reuses one rollout batch on-policy; async modes are not supported",
-        )
+    from sfpo_verl.core.verl_seams import uses_v0_trainer
+
+    if uses_v0_trainer():
+        problems = v09_only_options([], config)
+        if problems:
+            raise SFPOConfigError("; ".join(problems))
+    else:
+        if not config.trainer.get("use_v1", True):
+            _fail(
+                "trainer.use_v1",
+                config.trainer.use_v1,
+                "true only: SFPO hooks verl's v1 trainer; the legacy trainer (main_ppo_v0) is not supported",
+            )
+        if config.trainer.v1.trainer_mode != "sync":
+            _fail(
+                "trainer.v1.trainer_mode",
+                config.trainer.v1.trainer_mode,
+                "sync only: SFPO reuses one rollout batch on-policy; async modes are not supported",
+            )
     strategy = config.actor_rollout_ref.actor.strategy
     if strategy not in SUPPORTED_STRATEGIES:
         _fail(

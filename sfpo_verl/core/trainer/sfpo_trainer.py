@@ -1,10 +1,12 @@
-"""verl's v1 synchronous trainer with the SFPO actor update.
+"""verl's trainer with the SFPO actor update: the v1 synchronous trainer on verl 0.9.x, the
+v0 RayPPOTrainer on verl 0.8.x (the base is chosen by the installed verl, verl_seams.py).
 
 Rollout, reward, reference model, GRPO advantage and weight sync are verl's, untouched.
 This subclass only (1) builds the actor with the SFPO worker, (2) decides each step's
 alpha on the driver and sends it with the batch, (3) feeds the entropy switch and logs the
-SFPO metrics, (4) saves/restores the switch state with every checkpoint, and (5) names each
-prompt by its step and position instead of a random uuid (a patch, see `_fetch_one_gen_batch`).
+SFPO metrics, (4) saves/restores the switch state with every checkpoint, and (5) on 0.9.x
+names each prompt by its step and position instead of a random uuid (a patch, see
+`_fetch_one_gen_batch`; verl 0.8.x's trainer has no such hook and keeps its uuids).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 import ray
 from omegaconf import open_dict
 from verl.trainer.ppo.utils import Role
-from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
+from verl.utils.metric import reduce_metrics
 
 from sfpo_verl.atomic_file import atomic_file
+from sfpo_verl.core import verl_seams
 from sfpo_verl.core.algorithm import AlphaSchedule, EntropySwitch, SFPOController
 from sfpo_verl.core.trainer.resume_point import keep_resume_point
 from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
@@ -49,11 +52,12 @@ def build_controller(algorithm_config) -> SFPOController:
     return SFPOController(schedule, inner_steps=int(sfpo.inner_steps), switch=switch)
 
 
-class SFPOTrainer(PPOTrainerSync):
-    """PPOTrainerSync whose actor update is SFPO's (algorithm.name=sfpo) or verl's (grpo)."""
+class SFPOTrainer(verl_seams.trainer_base()):
+    """verl's trainer (PPOTrainerSync on 0.9.x, RayPPOTrainer on 0.8.x) whose actor update is
+    SFPO's (algorithm.name=sfpo) or verl's (grpo)."""
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
         self.sfpo = build_controller(config.algorithm)
         self._uid_step, self._uid_next = None, 0
         if self.sfpo.switch is not None:
@@ -62,6 +66,7 @@ class SFPOTrainer(PPOTrainerSync):
                 config.actor_rollout_ref.actor.calculate_entropy = True
 
     def _init_resource_pool_mgr(self):
+        # verl 0.9.x maps roles to worker classes here (0.8.x: in its task runner, task_runner_v0.py)
         super()._init_resource_pool_mgr()
         for role in _HYBRID_WORKER_ROLES:
             if role in self.role_worker_mapping:
@@ -73,8 +78,8 @@ class SFPOTrainer(PPOTrainerSync):
 
         PATCH verl==0.9.1 (patches/README.md): a uid is only a group label, but a random one
         orders nothing; deterministic uids let the replay buffer put a step's trajectories in
-        a canonical order (sfpo_verl/cpu/quickstart/sampler.py), and uid-sorted rollout dumps
-        follow the data order. Unique within a run; no "_" (verl splits keys on it)."""
+        a canonical order (the CPU quickstart's sampler, cpu/quickstart/sampler.py), and
+        uid-sorted rollout dumps follow the data order. Unique within a run; no "_" (verl splits keys on it)."""
         batch = super()._fetch_one_gen_batch()
         if self._uid_step != self.global_steps:
             self._uid_step, self._uid_next = self.global_steps, 0
@@ -83,19 +88,29 @@ class SFPOTrainer(PPOTrainerSync):
         tu.assign_non_tensor_stack(batch, "uid", uids)
         return batch
 
-    def _update_actor(self, batch, metrics: dict):
+    def _update_actor(self, batch, metrics: dict | None = None):
+        """verl's actor update with this step's SFPO controls sent along (seam 4: 0.9.x sends
+        `batch.extra_info` and fills `metrics`; 0.8.x sends `batch.meta_info` and returns the
+        metrics in a DataProto, which here come back reduced, with the SFPO ones added)."""
         step = self.global_steps
         alpha = self.sfpo.alpha(step)
-        batch.extra_info.update(
-            {
-                ALPHA_KEY: alpha,
-                INNER_STEPS_KEY: self.sfpo.inner_steps,
-                ANCHOR_DEVICE_KEY: self.config.algorithm.sfpo.anchor_device,
-                SLOW_CORRECTION_KEY: self.config.algorithm.sfpo.slow_correction,
-            }
-        )
-        batch = super()._update_actor(batch, metrics)
+        controls = {
+            ALPHA_KEY: alpha,
+            INNER_STEPS_KEY: self.sfpo.inner_steps,
+            ANCHOR_DEVICE_KEY: self.config.algorithm.sfpo.anchor_device,
+            SLOW_CORRECTION_KEY: self.config.algorithm.sfpo.slow_correction,
+        }
+        if verl_seams.uses_v0_trainer():
+            batch.meta_info.update(controls)
+            output = super()._update_actor(batch)
+            metrics = output.meta_info["metrics"] = reduce_metrics(output.meta_info["metrics"])
+        else:
+            batch.extra_info.update(controls)
+            output = super()._update_actor(batch, metrics)
+        self._record_sfpo_metrics(step, metrics)
+        return output
 
+    def _record_sfpo_metrics(self, step: int, metrics: dict) -> None:
         # verl prefixes every worker metric with "actor/"; SFPO's live under "sfpo/".
         for key in [k for k in metrics if k.startswith("actor/sfpo/")]:
             metrics[key.removeprefix("actor/")] = metrics.pop(key)
@@ -113,7 +128,6 @@ class SFPOTrainer(PPOTrainerSync):
             metrics["sfpo/switch_fired"] = float(self.sfpo.switch_fired)
             if self.sfpo.switch.last_zscore is not None:
                 metrics["sfpo/entropy_zscore"] = self.sfpo.switch.last_zscore
-        return batch
 
     def _save_checkpoint(self):
         # The SFPO state goes into the step's folder atomically and before verl writes its

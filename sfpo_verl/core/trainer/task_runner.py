@@ -1,4 +1,6 @@
-"""The Ray task runner that drives SFPOTrainer (verl's TaskRunnerV1 with our trainer)."""
+"""The Ray task runner that drives SFPOTrainer on verl 0.9.x (verl's TaskRunnerV1 with our
+trainer). verl 0.8.x: task_runner_v0.py; `sfpo_verl.core.trainer.sfpo_task_runner()` picks
+the one for the installed verl."""
 
 from __future__ import annotations
 
@@ -6,12 +8,13 @@ from pprint import pprint
 
 import ray
 from omegaconf import DictConfig, OmegaConf
-from verl.trainer.main_ppo import TaskRunnerV1
 from verl.utils.logging_utils import configure_verl_logging
+
+from sfpo_verl.core import verl_seams
 
 
 @ray.remote
-class SFPOTaskRunner(TaskRunnerV1.__ray_actor_class__):
+class SFPOTaskRunner(verl_seams.v1_task_runner_base()):
     """TaskRunnerV1 whose trainer is SFPOTrainer; the agent-loop set-up is inherited.
 
     verl's `run` looks the trainer up by `trainer.v1.trainer_mode`, and the sync mode's name

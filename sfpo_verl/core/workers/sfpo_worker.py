@@ -1,4 +1,4 @@
-"""The SFPO actor update inside verl 0.9.1's engine workers.
+"""The SFPO actor update inside verl's engine workers (verl 0.8.x and 0.9.x).
 
 `SFPOTrainingWorker.train_mini_batch` is the whole SFPO step, top to bottom:
 
@@ -27,14 +27,15 @@ import ray
 import torch
 from tensordict import TensorDict
 from torch.distributed.tensor import DTensor
-from verl.single_controller.base.decorator import make_nd_compute_dataproto_dispatch_fn, register
+from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils import tensordict_utils as tu
-from verl.utils.device import get_torch_device
+from verl.utils.device import get_device_name, get_torch_device
 from verl.utils.metric import reduce_metrics
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
+from sfpo_verl.core import verl_seams
 from sfpo_verl.core.algorithm import ParameterAnchor
-from sfpo_verl.cpu.platform import cpu_platform_selected, init_cpu_process_group
+from sfpo_verl.core.worker_setup import run_worker_setup
 
 # Step controls the driver adds to the batch (popped before verl sees the batch).
 ALPHA_KEY = "sfpo_alpha"
@@ -114,7 +115,7 @@ class SFPOTrainingWorker(TrainingWorker):
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="train"), blocking=False)
     def train_batch(self, data: TensorDict) -> TensorDict:
         if self._hold_lr_scheduler:
-            tu.assign_non_tensor(data, update_lr_scheduler=False)
+            tu.assign_non_tensor(data, **{verl_seams.UPDATE_LR_SCHEDULER_KEY: False})
         return super().train_batch(data)
 
     def _pass_dataloader_kwargs(self, data: TensorDict, passes: int) -> list[dict]:
@@ -152,26 +153,30 @@ class SFPOTrainingWorker(TrainingWorker):
 class SFPOActorRolloutRefWorker(ActorRolloutRefWorker):
     """verl's hybrid actor/rollout/ref worker with the SFPO update stage as its actor."""
 
-    actor_worker_cls = SFPOTrainingWorker
+    actor_worker_cls = SFPOTrainingWorker  # verl 0.9.x builds its actor from this (seam 3)
 
     def __init__(self, *args, **kwargs):
-        if cpu_platform_selected():
-            # verl would start "cpu:gloo,cpu:gloo", which fails; a plain gloo group first.
-            init_cpu_process_group()
+        run_worker_setup()  # what the device layer needs first (the CPU platform: its gloo group)
         super().__init__(*args, **kwargs)
         _report_placement(self.role, self.rank, self.world_size)
+
+    if not verl_seams.has_actor_worker_cls():
+
+        @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+        def init_model(self):
+            # verl 0.8.x builds a plain TrainingWorker as the actor (seam 3): make it SFPO's.
+            super().init_model()
+            verl_seams.adopt_actor_class(self, SFPOTrainingWorker)
 
 
 def _report_placement(role: str, rank: int, world_size: int) -> None:
     """One line per trainer process: its Ray node, and whether verl loaded this plugin there.
     verl hides a failed plugin load; a node without this package installed says "no" here."""
-    from verl.plugin.platform import get_platform
-
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "none"
     loaded = getattr(sys.modules.get("sfpo_verl.plugin"), "LOADED", False)
     print(
         f"[sfpo] {role} rank {rank}/{world_size} on Ray node {node_id}: "
-        f"verl loaded the sfpo_verl plugin: {'yes' if loaded else 'no'}; platform: {get_platform().device_name}",
+        f"verl loaded the sfpo_verl plugin: {'yes' if loaded else 'no'}; platform: {get_device_name()}",
         flush=True,
     )
 

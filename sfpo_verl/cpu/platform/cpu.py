@@ -8,6 +8,15 @@ import types
 
 import torch
 
+from sfpo_verl.core.worker_setup import register_worker_setup
+from sfpo_verl.cpu.verl_seams import (
+    complete_torch_cpu_module,
+    engine_registered,
+    has_platform_registry,
+    init_cpu_process_group,
+    use_torch_padding_helpers,
+)
+
 CPU_PLATFORM_NAME = "cpu"
 
 
@@ -131,34 +140,32 @@ def _platform_class():
 PlatformCPU = None  # the registered class, set by register(): building it needs verl
 
 
-def init_cpu_process_group() -> None:
-    """Start torch.distributed with plain gloo before verl does.
-
-    verl's `initialize_global_process_group_ray` builds the backend string
-    "cpu:gloo,<device>:<ccl>", which is "cpu:gloo,cpu:gloo" here and fails; it skips its
-    own init when a process group exists, so starting one first is enough.
-    """
-    if torch.distributed.is_initialized():
-        return
-    torch.distributed.init_process_group(
-        backend="gloo",
-        rank=int(os.environ.get("RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
-        init_method=os.environ.get("DIST_INIT_METHOD", None),
-    )
-
-
 def cpu_platform_selected() -> bool:
     return os.environ.get("VERL_PLATFORM", "").strip().lower() == CPU_PLATFORM_NAME
+
+
+def _start_process_group_on_cpu() -> None:
+    """The SFPO worker's set-up in CPU mode: verl would start "cpu:gloo,cpu:gloo", which fails."""
+    if cpu_platform_selected():
+        init_cpu_process_group()
 
 
 def register() -> None:
     """Register the CPU platform with verl, and the CPU FSDP2 engine when CPU mode is on.
 
     Idempotent. The platform goes first: importing verl's engine modules already asks for
-    the platform, which verl resolves once per process and caches.
+    the platform, which verl resolves once per process and caches. On a verl without a
+    platform registry (0.8.x, which uses torch.cpu as the device module on a CPU host) the
+    worker set-up is registered and torch.cpu gets the device functions verl calls.
     """
     global PlatformCPU
+    register_worker_setup(_start_process_group_on_cpu)
+    if not has_platform_registry():
+        complete_torch_cpu_module(vars(_cpu_device_module))
+        use_torch_padding_helpers()
+        if cpu_platform_selected():
+            register_cpu_engine()
+        return
     from verl.plugin.platform import PlatformRegistry
 
     if PlatformRegistry.get(CPU_PLATFORM_NAME) is None:
@@ -178,5 +185,5 @@ def register_cpu_engine() -> None:
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
     for model_type, engine_cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
-        if CPU_PLATFORM_NAME not in EngineRegistry._engines.get(model_type, {}).get("fsdp2", {}):
+        if not engine_registered(model_type, "fsdp2", CPU_PLATFORM_NAME):
             EngineRegistry.register(model_type=model_type, backend="fsdp2", device=CPU_PLATFORM_NAME)(engine_cls)

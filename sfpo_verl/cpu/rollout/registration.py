@@ -20,12 +20,13 @@ def _load_replica():
 
 def register() -> None:
     """Register the `hf` replica and adapter with verl (idempotent, imports nothing heavy)."""
-    from verl.workers.rollout import base
     from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    from sfpo_verl.cpu.verl_seams import register_rollout_adapter
 
     RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
     # PATCH verl==0.9.1 (patches/README.md): no public seam for the adapter registry.
-    base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = ADAPTER_CLASS
+    register_rollout_adapter(ROLLOUT_NAME, "async", ADAPTER_CLASS)
 
 
 def registered() -> bool:

@@ -16,11 +16,10 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
-import sfpo_verl
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.cpu.task.model import ModelSize, build_model
 from sfpo_verl.cpu.task.tokenizer import CHARACTERS, SPECIAL_TOKENS, build_tokenizer
 
-CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "core" / "trainer" / "config")
 PROMPT_LEN, RESPONSE_LEN = 6, 8
 
 
@@ -121,12 +120,13 @@ def make_actor(config, sfpo: bool, device: str = "cpu"):
     """An initialised actor-role worker: SFPO's subclass or verl's stock one."""
     from verl.workers.engine_workers import ActorRolloutRefWorker
 
-    from sfpo_verl.cpu.platform import init_cpu_process_group, register_cpu_engine
-    from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process
     from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
+    from sfpo_verl.cpu.platform import init_cpu_process_group, register, register_cpu_engine
+    from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process
 
     if device == "cpu":
         keep_freed_memory_in_this_process()
+        register()  # what the plugin does on verl 0.9.x; verl 0.8.x loads no plugin
         register_cpu_engine()
         init_cpu_process_group()
     worker_cls = SFPOActorRolloutRefWorker if sfpo else ActorRolloutRefWorker
