@@ -37,6 +37,8 @@ SETTINGS = {
     # two mini-batches: the optimizer steps twice per pass, so its state matters
     "actor_rollout_ref.actor.ppo_mini_batch_size": 2,
 }
+pytestmark = pytest.mark.verl09(reason="end-to-end CPU runs (trainer.device=cpu)")
+
 LAUNCH_TIMEOUT_S = 600  # about a minute each on a quiet 2-core machine
 RUN_MARKER = "SFPO_EXACT_RESUME_RUN"  # inherited by every process of a run: how the kill finds them
 
