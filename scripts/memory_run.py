@@ -31,16 +31,24 @@ MIB = 2**20
 
 
 def per_step(samples: list[dict], field: str = "rss") -> dict[str, dict[int, float]]:
-    """{process: {step: `field` (rss, or cpu_seconds) at the last sample taken while that step was
-    the last one logged}}, with the sum over processes as "all processes"."""
+    """{process: {step: `field` (rss, or cpu_seconds) at the first sample taken once that step was
+    logged (the last step's later samples would catch the run shutting down)}}."""
     series: dict[str, dict[int, float]] = {}
     for sample in samples:
         if sample["step"] is None:
             continue
         for process, value in sample[field].items():
-            series.setdefault(process, {})[sample["step"]] = value
-        series.setdefault("all processes", {})[sample["step"]] = sum(sample[field].values())
+            series.setdefault(process, {}).setdefault(sample["step"], value)
     return series
+
+
+def with_total(series: dict[str, dict[int, float]], warmup: int) -> dict[str, dict[int, float]]:
+    """`series` plus "all processes": per step, the sum over the processes seen at every step
+    from the warm-up on (one that comes and goes, such as a restarted verifier, would make the
+    sum jump; it is reported on its own)."""
+    steps = sorted({step for by_step in series.values() for step in by_step if step >= warmup})
+    lasting = [by_step for by_step in series.values() if all(step in by_step for step in steps)]
+    return {**series, "all processes": {step: sum(by_step[step] for by_step in lasting) for step in steps}}
 
 
 def cpu_seconds_per_step(by_step: dict[int, float], warmup: int) -> float | None:
@@ -112,9 +120,10 @@ def main(argv=None) -> int:
     report = {
         "arm": args.arm, "steps": args.steps, "save_freq": args.save_freq, "keep": args.keep, "warmup": args.warmup,
         "wall_seconds": result["wall_seconds"],
-        "processes": {short_name(p): g for p, series in per_step(samples).items() if (g := growth(series, args.warmup))},
+        "processes": {short_name(p): g for p, series in with_total(per_step(samples), args.warmup).items()
+                      if (g := growth(series, args.warmup))},
     }
-    for process, series in per_step(samples, "cpu_seconds").items():
+    for process, series in with_total(per_step(samples, "cpu_seconds"), args.warmup).items():
         if short_name(process) in report["processes"]:
             cpu = cpu_seconds_per_step(series, args.warmup)
             report["processes"][short_name(process)]["cpu_seconds_per_step"] = None if cpu is None else round(cpu, 3)
