@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_reproducibility import EXCLUDED_PREFIXES, ROLLOUT_LOG_PROB_ATOL, ROLLOUT_LOG_PROB_PREFIXES
+from test_reproducibility import ROLLOUT_LOG_PROB_ATOL, assert_same_metrics
 
 STEPS, SAVE_STEP, KILLED_IN_STEP = 6, 3, 4
 SETTINGS = {
@@ -158,16 +158,7 @@ def test_a_run_killed_during_a_step_and_resumed_continues_the_same_run(arm, task
     if arm == "sfpo":
         assert all(straight[s]["sfpo/alpha"] > 0 for s in range(1, SAVE_STEP + 1)), "expected SFPO steps"
         assert "sfpo/entropy_zscore" in straight[STEPS], "the switch must be checking by the later steps"
-    bounded = {}
-    for step in range(SAVE_STEP + 1, STEPS + 1):
-        assert straight[step].keys() == resumed[step].keys(), f"step {step}"
-        for name, value in straight[step].items():
-            if name.startswith(EXCLUDED_PREFIXES):
-                continue
-            if name.startswith(ROLLOUT_LOG_PROB_PREFIXES):
-                bounded[f"{name}@{step}"] = abs(value - resumed[step][name])
-                continue
-            assert value == resumed[step][name], f"step {step} {name}: {value!r} != {resumed[step][name]!r}"
+    bounded = assert_same_metrics(straight, resumed, steps=list(range(SAVE_STEP + 1, STEPS + 1)))
     assert all(d <= ROLLOUT_LOG_PROB_ATOL for d in bounded.values()), bounded
 
     expected = final_state(tmp_path / "straight" / arm / "checkpoints")

@@ -152,6 +152,22 @@ MUST_COMPARE = ("critic/advantages/mean", "actor/pg_loss", "actor/grad_norm", "a
 LAUNCH_TIMEOUT_S = 300  # about 1 min each on 2 cores
 
 
+def assert_same_metrics(first: dict[int, dict], second: dict[int, dict], steps: list[int]) -> dict[str, float]:
+    """Every metric of `steps` equal in both runs, bar the clock's and the process's; returns the
+    rollout log-prob diagnostics' differences ({"name@step": |difference|}), bounded by the caller."""
+    bounded = {}
+    for step in steps:
+        assert first[step].keys() == second[step].keys(), f"step {step}"
+        for name, value in first[step].items():
+            if name.startswith(EXCLUDED_PREFIXES):
+                continue
+            if name.startswith(ROLLOUT_LOG_PROB_PREFIXES):
+                bounded[f"{name}@{step}"] = abs(value - second[step][name])
+                continue
+            assert value == second[step][name], f"step {step} {name}: {value!r} != {second[step][name]!r}"
+    return bounded
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> list[dict[int, dict]]:
     from sfpo_verl.cpu.task.build import TaskPaths, build_task
@@ -173,16 +189,7 @@ def test_the_same_config_and_seed_give_identical_metrics(two_runs):
     first, second = two_runs
     assert sorted(first) == sorted(second) == list(range(STEPS + 1))  # step 0: validation before training
     assert first[1]["sfpo/alpha"] > 0 and first[2]["sfpo/alpha"] == 0.0, "expected an SFPO step, then a GRPO step"
-    bounded = {}
-    for step in first:
-        assert first[step].keys() == second[step].keys(), f"step {step}"
-        for name, value in first[step].items():
-            if name.startswith(EXCLUDED_PREFIXES):
-                continue
-            if name.startswith(ROLLOUT_LOG_PROB_PREFIXES):
-                bounded[f"{name}@{step}"] = abs(value - second[step][name])
-                continue
-            assert value == second[step][name], f"step {step} {name}: {value!r} != {second[step][name]!r}"
+    bounded = assert_same_metrics(first, second, steps=list(first))
     compared = {name for metrics in first.values() for name in metrics if not name.startswith(EXCLUDED_PREFIXES)}
     assert set(MUST_COMPARE) <= compared
     worst = max(bounded, key=bounded.get)
