@@ -27,8 +27,8 @@ import argparse
 import gc
 import json
 import os
-import sys
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +39,6 @@ if "--device" not in sys.argv or sys.argv[sys.argv.index("--device") + 1 :][:1] 
 
 from verl.utils import tensordict_utils as tu  # noqa: E402
 
-from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process  # noqa: E402
 from sfpo_verl.cpu.local_actor import (  # noqa: E402
     build_qwen2_shaped,
     build_random_qwen2,
@@ -50,6 +49,7 @@ from sfpo_verl.cpu.local_actor import (  # noqa: E402
     update_batch,
     with_old_log_probs,
 )
+from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process  # noqa: E402
 
 CPU_SIZES = {
     # name: (hidden size, layers); character vocabulary, so the layers hold the parameters

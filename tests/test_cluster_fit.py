@@ -9,8 +9,8 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 
-from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.core.trainer.cluster_fit import PlacementWatchdog, cpus_per_node, short_nodes
+from sfpo_verl.core.trainer.config import CONFIG_DIR
 
 
 def config_for(nnodes: int, gpus_per_node: int):

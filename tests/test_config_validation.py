@@ -9,10 +9,9 @@ import ray
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from verl.utils.config import omega_conf_to_dataclass
-from sfpo_verl.core.trainer.config import CONFIG_DIR
 
+from sfpo_verl.core.trainer.config import CONFIG_DIR, SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
 from sfpo_verl.main import run_sfpo
-from sfpo_verl.core.trainer.config import SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
 
 
 def compose_cfg(*overrides):
@@ -44,18 +43,22 @@ def test_unknown_sfpo_key_is_rejected_by_hydra():
         ("algorithm.sfpo.inner_steps=-1", "algorithm.sfpo.inner_steps=-1 is not allowed: an integer K >= 0"),
         ("algorithm.sfpo.entropy_switch.window=1", "algorithm.sfpo.entropy_switch.window=1 is not allowed: an integer >= 2"),
         ("algorithm.sfpo.entropy_switch.threshold=0", "algorithm.sfpo.entropy_switch.threshold=0 is not allowed: a number > 0"),
-        ("algorithm.sfpo.alpha_schedule=cosine", "algorithm.sfpo.alpha_schedule='cosine' is not allowed: one of constant, linear, cutoff"),
-        ("algorithm.sfpo.alpha_schedule=linear", "algorithm.sfpo.schedule_steps=None is not allowed: an integer >= 1 when algorithm.sfpo.alpha_schedule=linear"),
+        ("algorithm.sfpo.alpha_schedule=cosine",
+         "algorithm.sfpo.alpha_schedule='cosine' is not allowed: one of constant, linear, cutoff"),
+        ("algorithm.sfpo.alpha_schedule=linear",
+         "algorithm.sfpo.schedule_steps=None is not allowed: an integer >= 1 when algorithm.sfpo.alpha_schedule=linear"),
         ("algorithm.sfpo.alpha_schedule=cutoff", "algorithm.sfpo.schedule_steps=None is not allowed"),
         ("algorithm.sfpo.anchor_device=gpu", "algorithm.sfpo.anchor_device='gpu' is not allowed: one of param, cpu"),
         ("algorithm.name=ppo", "algorithm.name='ppo' is not allowed: one of sfpo, grpo"),
-        pytest.param("trainer.use_v1=false", "trainer.use_v1=False is not allowed: true only", marks=pytest.mark.verl09(reason="a verl 0.9.x trainer option")),
+        pytest.param("trainer.use_v1=false", "trainer.use_v1=False is not allowed: true only",
+                     marks=pytest.mark.verl09(reason="a verl 0.9.x trainer option")),
         pytest.param(
             "trainer.v1.trainer_mode=separate_async",
             "trainer.v1.trainer_mode='separate_async' is not allowed: sync only",
             marks=pytest.mark.verl09(reason="a verl 0.9.x trainer option"),
         ),
-        ("actor_rollout_ref.actor.strategy=megatron", "actor_rollout_ref.actor.strategy='megatron' is not allowed: one of fsdp, fsdp2"),
+        ("actor_rollout_ref.actor.strategy=megatron",
+         "actor_rollout_ref.actor.strategy='megatron' is not allowed: one of fsdp, fsdp2"),
     ],
 )
 def test_bad_input_is_refused_before_ray_starts(override, expected):

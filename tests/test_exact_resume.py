@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_reproducibility import ROLLOUT_LOG_PROB_ATOL, assert_same_metrics
 
 STEPS, SAVE_STEP, KILLED_IN_STEP = 6, 3, 4

@@ -161,8 +161,8 @@ def test_server_serves_concurrent_requests_and_loads_weights_in_place(tmp_path):
     from verl.workers.config import HFModelConfig, RolloutConfig
 
     from sfpo_verl.cpu.rollout.server import HFRolloutServer
-    from sfpo_verl.cpu.task.model import ModelSize, build_model, prompt_ids
     from sfpo_verl.cpu.task.arithmetic import Problem
+    from sfpo_verl.cpu.task.model import ModelSize, build_model, prompt_ids
     from sfpo_verl.cpu.task.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer()

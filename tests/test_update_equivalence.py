@@ -20,6 +20,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
+
+import sfpo_verl.core.workers.sfpo_worker as sfpo_worker
 from sfpo_verl.cpu.local_actor import (
     build_random_qwen2,
     compose_config,
@@ -31,8 +33,6 @@ from sfpo_verl.cpu.local_actor import (
     update_batch,
     with_old_log_probs,
 )
-
-import sfpo_verl.core.workers.sfpo_worker as sfpo_worker
 
 NEAR_EXACT = dict(rtol=1e-5, atol=1e-5)
 MINI_BATCH = 4  # 8 sequences -> 2 optimizer steps per pass
@@ -211,7 +211,8 @@ def _rank_main(rank: int, world_size: int, port: int, model_path: str, batch_pat
     batch = torch.load(batch_path, weights_only=False)
     # interleave so that each global mini-batch holds the same rows as on one rank
     per_rank_mb = MINI_BATCH // world_size
-    rows = [i for start in range(0, len(batch), MINI_BATCH) for i in range(start + rank * per_rank_mb, start + (rank + 1) * per_rank_mb)]
+    rows = [i for start in range(0, len(batch), MINI_BATCH)
+            for i in range(start + rank * per_rank_mb, start + (rank + 1) * per_rank_mb)]
     worker = make_actor(compose_config(model_path), sfpo=True)
     metrics = run_update(worker, batch[torch.tensor(rows)], sfpo_alpha=0.5, sfpo_inner_steps=2)
     params = full_params(worker)

@@ -17,9 +17,9 @@ import os
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sfpo_verl.core.trainer.cluster_fit import CPUS_PER_WORKER_BUNDLE, cpus_per_node
 from sfpo_verl.cpu.platform.allocator import keep_freed_memory_in_this_process, worker_env
 from sfpo_verl.cpu.platform.cpu import CPU_PLATFORM_NAME, cpu_platform_selected, register, register_cpu_engine
-from sfpo_verl.core.trainer.cluster_fit import CPUS_PER_WORKER_BUNDLE, cpus_per_node
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ray
-
 from verl.workers.rollout.replica import RolloutMode, RolloutReplica
 
 from sfpo_verl.cpu.rollout.server import HFRolloutServer, server_actor_name

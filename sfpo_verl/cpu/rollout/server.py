@@ -33,7 +33,6 @@ class HFRolloutServer:
 
     def __init__(self, config, model_config, replica_rank: int):
         from transformers import AutoModelForCausalLM
-
         from verl.utils.config import omega_conf_to_dataclass
         from verl.workers.config import HFModelConfig, RolloutConfig
 

@@ -192,7 +192,8 @@ def _comparison_lines(comparisons: list[dict], settings: dict) -> list[str]:
         f"percentile interval ({BOOTSTRAP_RESAMPLES:,} resamples of the seeds) and the exact two-sided sign-flip "
         f"p-value (with {len(settings['seeds'])} seeds it cannot fall below {2 / 2 ** len(settings['seeds']):.2g}; "
         f"with few seeds the percentile interval is narrower than it should be). AUC: the area under held-out "
-        f"accuracy against rollouts from 0 (the validation before training included) to the budget of {settings['rollout_budget']} rollouts, divided by the budget (the "
+        f"accuracy against rollouts from 0 (the validation before training included) to the budget of "
+        f"{settings['rollout_budget']} rollouts, divided by the budget (the "
         f"trapezoid rule over the validations); mean of last {LAST_VALIDATIONS}: of the last {LAST_VALIDATIONS} "
         f"validations; final: the last validation. Training seconds: mean per run of verl's `timing_s/step` "
         f"summed, over the same seeds.",
