@@ -16,6 +16,7 @@ the end (test_freq = steps), so every step is alike. Writes the samples and the 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sys
@@ -32,10 +33,12 @@ MIB = 2**20
 
 def per_step(samples: list[dict], field: str = "rss") -> dict[str, dict[int, float]]:
     """{process: {step: `field` (rss, or cpu_seconds) at the first sample taken once that step was
-    logged (the last step's later samples would catch the run shutting down)}}."""
+    logged}}. The last step logged is left out: verl logs it after the final validation, as the
+    run shuts its processes down."""
+    last = max((sample["step"] for sample in samples if sample["step"] is not None), default=None)
     series: dict[str, dict[int, float]] = {}
     for sample in samples:
-        if sample["step"] is None:
+        if sample["step"] is None or sample["step"] == last:
             continue
         for process, value in sample[field].items():
             series.setdefault(process, {}).setdefault(sample["step"], value)
@@ -84,25 +87,11 @@ def short_name(process: str) -> str:
         return process
     pid, _, command = process.partition(" ")
     module = re.search(r"-m (\S+)", command)
-    return f"{module.group(1) if module else command.split(' ')[0]} ({pid})"
+    return f"{module.group(1) if module else Path(command.split(' ')[0]).name} ({pid})"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--save-freq", type=int, default=25)
-    parser.add_argument("--keep", type=int, default=2, help="checkpoints verl keeps (max_actor_ckpt_to_keep)")
-    parser.add_argument("--warmup", type=int, default=50, help="steps left out of the growth fit (default 50)")
-    parser.add_argument("--arm", choices=["sfpo", "grpo"], default="sfpo")
-    parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "runs/memory")
-    parser.add_argument("--json", type=Path, help="also write the report here")
-    args = parser.parse_args(argv)
-    for name in ("steps", "save_freq", "keep"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: at least 1")
-    if not 0 <= args.warmup < args.steps - 1:
-        parser.error(f"--warmup {args.warmup}: from 0 to --steps - 2")
-
+def run(args) -> tuple[Path, float]:
+    """Train the arm with memory sampling; (the samples file, the run's wall seconds)."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     task_dir = PROJECT_ROOT / config["task_dir"]
     build_task(task_dir, TaskSettings(**config["task"]))
@@ -116,10 +105,37 @@ def main(argv=None) -> int:
     samples_path.unlink(missing_ok=True)
     result = run_arm(args.arm, arm_overrides(base, args.arm, TaskPaths(task_dir), arm_dir.resolve()), arm_dir,
                      args.steps, memory_log=samples_path)
-    samples = [json.loads(line) for line in samples_path.read_text().splitlines()]
+    return samples_path, result["wall_seconds"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--save-freq", type=int, default=25)
+    parser.add_argument("--keep", type=int, default=2, help="checkpoints verl keeps (max_actor_ckpt_to_keep)")
+    parser.add_argument("--warmup", type=int, default=50, help="steps left out of the growth fit (default 50)")
+    parser.add_argument("--arm", choices=["sfpo", "grpo"], default="sfpo")
+    parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "runs/memory")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--samples", type=Path,
+                        help="analyse this memory_samples.jsonl(.gz) of an earlier run instead of running")
+    args = parser.parse_args(argv)
+    for name in ("steps", "save_freq", "keep"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: at least 1")
+    if not 0 <= args.warmup < args.steps - 1:
+        parser.error(f"--warmup {args.warmup}: from 0 to --steps - 2")
+
+    if args.samples is None:
+        samples_path, wall_seconds = run(args)
+    else:
+        samples_path, wall_seconds = args.samples, None
+    opened = gzip.open(samples_path, "rt") if samples_path.suffix == ".gz" else open(samples_path)
+    with opened as lines:
+        samples = [json.loads(line) for line in lines]
     report = {
         "arm": args.arm, "steps": args.steps, "save_freq": args.save_freq, "keep": args.keep, "warmup": args.warmup,
-        "wall_seconds": result["wall_seconds"],
+        "wall_seconds": wall_seconds,
         "processes": {short_name(p): g for p, series in with_total(per_step(samples), args.warmup).items()
                       if (g := growth(series, args.warmup))},
     }

@@ -33,12 +33,13 @@ def test_memory_growth_is_the_slope_after_the_warm_up():
 def test_samples_are_grouped_by_process_and_step_with_a_total():
     memory_run = load("memory_run")
     samples = [{"step": None, "rss": {"1 a": 1}}, {"step": 1, "rss": {"1 a": 2, "2 b": 3}},
-               {"step": 1, "rss": {"1 a": 4, "2 b": 3}}, {"step": 2, "rss": {"1 a": 5}}]
+               {"step": 1, "rss": {"1 a": 4, "2 b": 3}}, {"step": 2, "rss": {"1 a": 5}},
+               {"step": 3, "rss": {"1 a": 6}}]  # the last step logged: the run shutting down, left out
     series = memory_run.per_step(samples)
     assert series == {"1 a": {1: 2, 2: 5}, "2 b": {1: 3}}  # the first sample once a step is logged
     assert memory_run.with_total(series, warmup=1)["all processes"] == {1: 2, 2: 5}  # "2 b" left: not in the sum
-    cpu = memory_run.per_step([{"step": 1, "cpu_seconds": {"1 a": 2.0}}, {"step": 4, "cpu_seconds": {"1 a": 3.5}}],
-                              "cpu_seconds")
+    cpu = memory_run.per_step([{"step": 1, "cpu_seconds": {"1 a": 2.0}}, {"step": 4, "cpu_seconds": {"1 a": 3.5}},
+                               {"step": 5, "cpu_seconds": {}}], "cpu_seconds")
     assert memory_run.cpu_seconds_per_step(cpu["1 a"], warmup=0) == 0.5
     assert memory_run.short_name("77 /venv/bin/python -m sfpo_verl.main algorithm.name=sfpo") == "sfpo_verl.main (77)"
     assert memory_run.short_name("78 ray::WorkerDict") == "ray::WorkerDict (78)"
