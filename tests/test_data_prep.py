@@ -310,7 +310,7 @@ BAD_ANSWER = "expected text, a finite number or a list of them"
 # case -> (the file's suffix, its content, what the error line says after the file's name)
 BAD_INPUTS = {
     "truncated parquet": ("parquet", GOOD_PARQUET[: len(GOOD_PARQUET) // 2], "not a readable parquet file"),
-    "empty parquet": ("parquet", b"", "not a readable parquet file (Could not open Parquet input source"),
+    "empty parquet": ("parquet", b"", "is an empty file (0 bytes); expected a parquet file"),
     "parquet without rows": ("parquet", _parquet_bytes(pa.table({"problem": pa.array([], pa.string())})), NO_ROWS),
     "parquet not UTF-8": (
         "parquet",

@@ -43,6 +43,8 @@ def read_records(path: Path) -> list[dict]:
 
 
 def _read_parquet(path: Path) -> list[dict]:
+    if path.stat().st_size == 0:  # said here: pyarrow's own wording for it differs between its versions
+        raise RecordsError(f"{path}: is an empty file (0 bytes); expected a parquet file")
     try:
         table = pq.read_table(path)
     except pa.ArrowException as error:  # truncated, or not parquet at all
