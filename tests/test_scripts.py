@@ -58,3 +58,33 @@ def test_bad_arguments_stop_with_one_line_naming_them(script, argv, message, cap
         load(script).main(argv)
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_step_displacement_adds_the_ranks_shards_and_pairs_consecutive_steps(tmp_path):
+    import json
+
+    import torch
+
+    step_displacement = load("step_displacement")
+    run = tmp_path / "run"
+    weights = {1: [[0.0, 0.0], [0.0]], 2: [[3.0, 0.0], [4.0]], 3: [[3.0, 1.0], [4.0]], 5: [[0.0, 0.0], [0.0]]}
+    for step, shards in weights.items():
+        actor = run / "checkpoints" / f"global_step_{step}" / "actor"
+        actor.mkdir(parents=True)
+        for rank, shard in enumerate(shards):
+            torch.save({"w": torch.tensor(shard)}, actor / f"model_world_size_2_rank_{rank}.pt")
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": step, "data": {"sfpo/fast_displacement_norm": 2.0 * step}}) + "\n" for step in (2, 3)))
+    report = step_displacement.run_report(run)
+    # step 2: sqrt(3^2 + 4^2) across the two ranks; step 3: 1; steps 3 -> 5 are not consecutive
+    assert report["steps"] == [{"step": 2, "step_displacement": 5.0, "fast_displacement_norm": 4.0},
+                               {"step": 3, "step_displacement": 1.0, "fast_displacement_norm": 6.0}]
+    assert report["median_step_displacement"] == 3.0
+
+
+def test_step_displacement_needs_two_consecutive_checkpoints(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        load("step_displacement").main([str(tmp_path)])
+    assert stopped.value.code == 2
+    expected = f"error: {tmp_path}: 0 saved actor checkpoint(s); need two consecutive (trainer.save_freq=1)"
+    assert capsys.readouterr().err.strip() == expected

@@ -109,6 +109,7 @@ def test_stepsize_grid_compares_at_two_learning_rates():
     assert arms[noslow]["algorithm.sfpo.slow_correction"] is False
     assert set(comparisons("stepsize")) == {
         ("sfpo_k3_a0.8_noslow_lr3e-4", "sfpo_k3_a0.8_lr3e-4"), (noslow, sfpo),  # without vs with, same lr
+        (noslow, "sfpo_k3_a0.8_lr3e-4"),  # without vs with, same step size
         (sfpo, "sfpo_k3_a0.8_lr3e-4"), (noslow, "sfpo_k3_a0.8_noslow_lr3e-4"),  # matched vs base lr
     }
 

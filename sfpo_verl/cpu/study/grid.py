@@ -20,9 +20,11 @@ from dataclasses import dataclass
 BASELINE = "grpo"
 LR = "actor_rollout_ref.actor.optim.lr"
 STEPSIZE_BASE_LR = 3e-4  # the CPU task's learning rate (quickstart.yaml)
-# To be set from the pilot: the learning rate at which SFPO's step matches the no-slow arm's
-# step at STEPSIZE_BASE_LR, measured by their `sfpo/fast_displacement_norm`.
-STEPSIZE_MATCHED_LR = 6e-4
+# The learning rate at which the no-slow arm moves the weights per step as far as SFPO does at
+# STEPSIZE_BASE_LR. From the pilot (recipes/results/cpu_study_stepsize/pilot, steps 2-8 of one
+# seed, scripts/step_displacement.py): at 3e-4 SFPO's step is 1.29-1.39x the no-slow arm's
+# (median 1.31); Adam's step grows about linearly with the learning rate, so 3e-4 x 1.31 ~ 4e-4.
+STEPSIZE_MATCHED_LR = 4e-4
 
 
 def grpo_arm(epochs: int = 1) -> tuple[str, dict]:
@@ -73,13 +75,16 @@ def compute_matched_pairs(arms: dict[str, dict]) -> Pairs:
 
 
 def stepsize_pairs(arms: dict[str, dict]) -> Pairs:
-    """Without against with the slow correction at the same learning rate, and each arm at
-    the matched learning rate against itself at the base one."""
+    """Without against with the slow correction at the same learning rate and at the same step
+    size (without it at the matched learning rate, with it at the base one), and each arm at the
+    matched learning rate against itself at the base one."""
     pairs = []
     for name, overrides in arms.items():
         k, alpha, lr = overrides["algorithm.sfpo.inner_steps"], overrides["algorithm.sfpo.alpha"], overrides[LR]
         if not overrides["algorithm.sfpo.slow_correction"]:
             pairs.append((name, sfpo_arm(k, alpha, lr=lr)[0]))
+            if lr == STEPSIZE_MATCHED_LR:
+                pairs.append((name, sfpo_arm(k, alpha, lr=STEPSIZE_BASE_LR)[0]))
         if lr != STEPSIZE_BASE_LR:
             pairs.append((name, sfpo_arm(k, alpha, overrides["algorithm.sfpo.slow_correction"], STEPSIZE_BASE_LR)[0]))
     return pairs
