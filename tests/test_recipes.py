@@ -4,11 +4,14 @@ the paper's settings, and the arms differ only in algorithm.name; bad paths fail
 Each recipe runs for real in bash with SFPO_PRINT_OVERRIDES=1, which makes it print its
 overrides instead of starting the trainer; those are composed with Hydra against
 sfpo_trainer.yaml, as `python -m sfpo_verl.main` does, and the sections verl instantiates as
-dataclasses are instantiated strictly.
+dataclasses are instantiated strictly. The printed overrides of every recipe and arm are also
+pinned, line for line, in tests/fixtures/recipes/, so a change to the overrides the recipes share
+(paper_overrides in recipes/_common.sh) shows there as a diff.
 """
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.verl09(reason="the recipes use verl 0.9.1's config")
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+FIXTURES = ROOT / "tests" / "fixtures" / "recipes"
 CONFIG_DIR = str(Path(sfpo_verl.__file__).parent / "core" / "trainer" / "config")
 
 # recipe -> (paper model, max prompt, max response, alpha)
@@ -59,6 +63,7 @@ def recipe_env(inputs: Path, **extra: str) -> dict:
         "DATA_DIR": str(inputs / "data"),
         "EXPERIMENT_NAME": "test_run",  # fixed, so the two arms' overrides can be compared
         "RUN_DIR": str(inputs / "run"),
+        "PYTHON": sys.executable,  # it lists the paper's benchmarks (and would run the trainer)
     }
     env.update(extra)
     return env
@@ -110,6 +115,19 @@ def test_arms_differ_only_in_algorithm_name(recipe, inputs):
     sfpo = recipe_overrides(recipe, inputs, ALGO="sfpo")
     differences = [(a, b) for a, b in zip(grpo, sfpo, strict=True) if a != b]
     assert differences == [("algorithm.name=grpo", "algorithm.name=sfpo")]
+
+
+@pytest.mark.parametrize("algo", ["grpo", "sfpo"])
+@pytest.mark.parametrize("recipe", ALL_RECIPES)
+def test_overrides_are_the_committed_ones(recipe, algo, inputs):
+    """Every line the recipe passes to the trainer, in order, as committed: a change to the shared
+    overrides or to a recipe's own shows here. After an intended change, rewrite the files with
+    SFPO_WRITE_RECIPE_FIXTURES=1 and review their diff."""
+    printed = "".join(f"{line}\n" for line in recipe_overrides(recipe, inputs, ALGO=algo)).replace(str(inputs), "<inputs>")
+    fixture = FIXTURES / f"{recipe.removesuffix('.sh')}.{algo}.txt"
+    if os.environ.get("SFPO_WRITE_RECIPE_FIXTURES") == "1":
+        fixture.write_text(printed)
+    assert printed == fixture.read_text()
 
 
 @pytest.mark.parametrize("recipe", ALL_RECIPES)
@@ -220,6 +238,37 @@ def test_bad_inputs_fail_before_launch_naming_the_variable(recipe, inputs, env, 
     assert result.stderr.startswith(f"recipe error: {variable}")
     assert result.stdout == ""
     assert not (inputs / "run").exists()  # nothing was set up for a run
+
+
+def test_a_python_without_sfpo_verl_fails_before_launch(inputs):
+    # The default validation files are the benchmarks sfpo_verl lists: PYTHON must import it.
+    launch_env = recipe_env(inputs, PYTHON="/no/such/python")
+    del launch_env["SFPO_PRINT_OVERRIDES"]
+    result = run_recipe("run_qwen3_4b_base.sh", launch_env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("recipe error: PYTHON='/no/such/python' cannot read the paper's benchmark list")
+    assert result.stdout == ""
+    assert not (inputs / "run").exists()
+
+
+def test_a_recipes_own_override_replaces_the_shared_one_or_joins_its_section():
+    script = f"""
+        source {RECIPES / "_common.sh"}
+        ALGO=sfpo ALPHA=0.8 TRAIN_FILE=t VAL_FILES='a b' MAX_PROMPT_LENGTH=1 MAX_RESPONSE_LENGTH=2 MODEL_PATH=m
+        MAX_TOKENS_PER_GPU=3 ROLLOUT_TP=1 GPU_MEMORY_UTILIZATION=0.5 LOGGERS=l PROJECT_NAME=p EXPERIMENT_NAME=e
+        NNODES=1 GPUS_PER_NODE=1 CHECKPOINTS_KEPT=1 RUN_DIR=r
+        paper_overrides algorithm.sfpo.alpha=0.5 algorithm.new=1 +reward.x=1 +critic.y=2
+        printf '%s\\n' "${{PAPER_OVERRIDES[@]}}"
+    """
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    shared = FIXTURES.joinpath("run_qwen2.5_math_1.5b.sfpo.txt").read_text().splitlines()
+    assert len(lines) == len(shared) + 3  # one replaced, three added
+    assert lines[lines.index("algorithm.sfpo.entropy_switch.threshold=1.0") + 1] == "algorithm.new=1"
+    assert "algorithm.sfpo.alpha=0.5" in lines and "algorithm.sfpo.alpha=0.8" not in lines
+    assert lines[lines.index("+reward.custom_reward_function.reward_kwargs.format_score=0.1") + 1] == "+reward.x=1"
+    assert lines[-1] == "+critic.y=2"  # a section the shared overrides lack: at the end
 
 
 def test_readme_lists_every_recipe_with_the_papers_number():

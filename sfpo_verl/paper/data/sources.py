@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfpo_verl.paper.data.records import FieldError, checked_text, field, find_field, text_field, type_name
+from sfpo_verl.paper.numbers import BENCHMARKS
 from sfpo_verl.paper.reward.answer_extraction import last_boxed_content, strip_math_delimiters
 
 
@@ -184,4 +185,8 @@ SOURCES = {
 }
 
 TRAIN_SOURCES = tuple(name for name, source in SOURCES.items() if source.role == "train")
-EVAL_SOURCES = tuple(name for name, source in SOURCES.items() if source.role == "eval")
+# The evaluation sources are the paper's benchmarks, whose one list is sfpo_verl.paper.numbers.BENCHMARKS:
+# a source each, named after it, in its order.
+EVAL_SOURCES = BENCHMARKS
+if tuple(name for name, source in SOURCES.items() if source.role == "eval") != EVAL_SOURCES:
+    raise RuntimeError(f"the evaluation sources are not one per benchmark of sfpo_verl.paper.numbers.BENCHMARKS {BENCHMARKS}")
