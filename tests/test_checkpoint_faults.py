@@ -42,6 +42,7 @@ FAULTS = {
     "state_temp_file_written": 2,  # the new state is a temporary file, not yet renamed
     "state_written": 2,  # the state is in place, verl has saved nothing yet
     "model_saved": 2,  # verl saved the model but not its tracker
+    "tracker_emptied": 2,  # verl opened its tracker for writing (emptying it), wrote nothing yet
     "tracker_written": 4,  # verl's tracker names step 4: the checkpoint is complete
 }
 
@@ -72,7 +73,10 @@ def verl_save(fault: str | None):
         (folder / "actor" / "model.pt").write_bytes(b"weights")
         if fault == "model_saved":
             kill_self()
-        (Path(root) / "latest_checkpointed_iteration.txt").write_text(str(self.global_steps))
+        with open(Path(root) / "latest_checkpointed_iteration.txt", "w") as tracker:
+            if fault == "tracker_emptied":
+                kill_self()
+            tracker.write(str(self.global_steps))
         if fault == "tracker_written":
             kill_self()
 
@@ -138,6 +142,7 @@ def test_a_run_killed_while_checkpointing_resumes_with_that_checkpoints_switch_s
     assert trainer.global_steps == FAULTS[fault]
     assert trainer.sfpo.state_dict() == saved_states[FAULTS[fault]]
     assert not list(tmp_path.glob(f"global_step_{FAULTS[fault]}/*.tmp"))  # a complete checkpoint holds no temp file
+    assert not list(tmp_path.glob("*.before_save"))  # the copy from before the save: put back, or stale and gone
 
 
 def test_the_reference_states_differ_between_checkpoints(saved_states):

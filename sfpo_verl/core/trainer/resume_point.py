@@ -4,7 +4,8 @@ verl makes a checkpoint count by writing its tracker, `latest_checkpointed_itera
 every other file of the step's folder. A save that fails before the tracker leaves it naming the
 previous checkpoint; one that fails while writing it (verl opens it for writing, which empties
 it, then writes the step) can leave it empty, and verl cannot resume from an empty tracker. So
-the tracker's content is copied beside it before the save, and a failure puts the copy back.
+the tracker's content is copied beside it before the save, and a failure puts the copy back;
+a run killed mid-save (no chance to put it back) gets it back when it resumes.
 
 Imports neither Ray nor verl: the entry point imports CheckpointSaveError before the run starts.
 """
@@ -54,6 +55,22 @@ def keep_resume_point(checkpoint_dir: str, step: int) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(copy)
+
+
+def restore_resume_point(checkpoint_dir: str) -> None:
+    """Before a resume: a run killed while its tracker was being written (emptied, not yet
+    rewritten) left the copy from before the save beside it; put it back so the resume loads the
+    last complete checkpoint. A copy beside a tracker that names a step is stale (the kill came
+    after the tracker was written, or before it was touched): removed."""
+    tracker = os.path.join(checkpoint_dir, TRACKER_FILE)
+    copy = tracker + TRACKER_COPY_SUFFIX
+    if not os.path.exists(copy):
+        return
+    if _tracker_step(_read(tracker)) is None:
+        os.replace(copy, tracker)
+        print(f"[sfpo] {tracker} was left unfinished by an interrupted save: restored the one from before it")
+    else:
+        os.remove(copy)
 
 
 def _read(path: str) -> bytes | None:

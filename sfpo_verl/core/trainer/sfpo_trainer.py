@@ -24,7 +24,7 @@ from verl.utils.metric import reduce_metrics
 from sfpo_verl.atomic_file import atomic_file
 from sfpo_verl.core import verl_seams
 from sfpo_verl.core.algorithm import AlphaSchedule, EntropySwitch, SFPOController
-from sfpo_verl.core.trainer.resume_point import keep_resume_point
+from sfpo_verl.core.trainer.resume_point import keep_resume_point, restore_resume_point
 from sfpo_verl.core.workers import SFPOActorRolloutRefWorker
 from sfpo_verl.core.workers.sfpo_worker import ALPHA_KEY, ANCHOR_DEVICE_KEY, INNER_STEPS_KEY, SLOW_CORRECTION_KEY
 
@@ -142,6 +142,8 @@ class SFPOTrainer(verl_seams.trainer_base()):
             super()._save_checkpoint()
 
     def _load_checkpoint(self):
+        if self.config.trainer.resume_mode == "auto":
+            restore_resume_point(self.config.trainer.default_local_dir)
         super()._load_checkpoint()
         if self.global_steps == 0:
             return
