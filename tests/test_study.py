@@ -107,11 +107,20 @@ def test_stepsize_grid_compares_at_two_learning_rates():
     assert arms[noslow]["actor_rollout_ref.actor.optim.lr"] == STEPSIZE_MATCHED_LR
     assert arms["sfpo_k3_a0.8_noslow_lr3e-4"]["actor_rollout_ref.actor.optim.lr"] == 3e-4
     assert arms[noslow]["algorithm.sfpo.slow_correction"] is False
+
     assert set(comparisons("stepsize")) == {
         ("sfpo_k3_a0.8_noslow_lr3e-4", "sfpo_k3_a0.8_lr3e-4"), (noslow, sfpo),  # without vs with, same lr
         (noslow, "sfpo_k3_a0.8_lr3e-4"),  # without vs with, same step size
         (sfpo, "sfpo_k3_a0.8_lr3e-4"), (noslow, "sfpo_k3_a0.8_noslow_lr3e-4"),  # matched vs base lr
     }
+
+
+def test_study_sfpo_arms_keep_every_step_an_sfpo_step():
+    # The entropy switch would turn later steps into one-pass GRPO: passes no longer matched.
+    for name, declared in GRIDS.items():
+        for arm, overrides in declared.arms.items():
+            if overrides["algorithm.name"] == "sfpo":
+                assert overrides["algorithm.sfpo.entropy_switch.enable"] is False, (name, arm)
 
 
 def test_every_grid_has_the_baselines_its_comparisons_need():

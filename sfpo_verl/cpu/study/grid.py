@@ -35,13 +35,18 @@ def grpo_arm(epochs: int = 1) -> tuple[str, dict]:
 
 
 def sfpo_arm(inner_steps: int, alpha: float, slow_correction: bool = True, lr: float | None = None) -> tuple[str, dict]:
-    """SFPO with K=`inner_steps` fast passes; `lr` None keeps the run's learning rate."""
+    """SFPO with K=`inner_steps` fast passes; `lr` None keeps the run's learning rate.
+
+    The entropy switch is off: once it fires SFPO takes plain one-pass GRPO steps, so an arm
+    would make fewer optimizer passes than its compute-matched baseline and the comparison would
+    mix the switch with the reposition (on the CPU task it fired at step 43 of 80)."""
     name = f"sfpo_k{inner_steps}_a{alpha}" + ("" if slow_correction else "_noslow")
     overrides = {
         "algorithm.name": "sfpo",
         "algorithm.sfpo.inner_steps": inner_steps,
         "algorithm.sfpo.alpha": alpha,
         "algorithm.sfpo.slow_correction": slow_correction,
+        "algorithm.sfpo.entropy_switch.enable": False,
     }
     if lr is None:
         return name, overrides
