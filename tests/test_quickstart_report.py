@@ -1,14 +1,16 @@
 """The quickstart's report: curves from verl's file-logger jsonl, the plot, the summary table,
-and the command-line/yaml override merge."""
+the command-line/yaml override merge and the CPU platform's settings under the quickstart's."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import yaml
 
 from sfpo_verl.cpu.quickstart.report import read_arm, summary_markdown, write_report
-from sfpo_verl.cpu.quickstart.run import hydra_value, merge_overrides
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, read_config
+from sfpo_verl.cpu.settings import cpu_overrides, hydra_value, merge_overrides
 
 VAL = "val-core/sfpo_arithmetic/acc/mean@2"
 
@@ -76,3 +78,18 @@ def test_command_line_overrides_replace_the_yamls_and_extra_ones_pass_through():
     assert hydra_value(True) == "true" and hydra_value(None) == "null"
     with pytest.raises(ValueError, match="key=value"):
         merge_overrides(defaults, ["--oops"])
+
+
+def test_the_cpu_platform_settings_are_under_the_quickstarts_and_each_key_has_one_place(tmp_path):
+    own = yaml.safe_load(DEFAULT_CONFIG.read_text())["verl"]
+    platform = cpu_overrides()
+    assert not {key.lstrip("+") for key in own} & {key.lstrip("+") for key in platform}
+    assert read_config()["verl"] == {**platform, **own}
+    # a quickstart-style yaml replaces a platform value, with or without Hydra's "+"
+    config = tmp_path / "q.yaml"
+    config.write_text(yaml.safe_dump({"verl": {"trainer.n_gpus_per_node": 2,
+                                               "actor_rollout_ref.model.override_config.attn_implementation": "sdpa"}}))
+    verl = read_config(config)["verl"]
+    assert verl["trainer.n_gpus_per_node"] == 2 and verl["actor_rollout_ref.model.override_config.attn_implementation"] == "sdpa"
+    assert "+actor_rollout_ref.model.override_config.attn_implementation" not in verl
+    assert verl["trainer.device"] == "cpu"

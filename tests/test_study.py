@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 import sfpo_verl.cpu.study.__main__ as study_cli
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, merge_overrides
+from sfpo_verl.cpu.quickstart.run import read_config
+from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study import grid
 from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
 from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
@@ -41,7 +41,7 @@ SETTINGS = {"grid": "default", "arms": ["grpo", "sfpo_k3_a0.8"], "comparisons": 
 
 
 def base_overrides(*extra: str) -> list[str]:
-    return merge_overrides(yaml.safe_load(DEFAULT_CONFIG.read_text())["verl"], list(extra))
+    return merge_overrides(read_config()["verl"], list(extra))
 
 
 def plan(tmp_path, *extra: str, seeds=(0, 1, 2), grid_name="default", work_dir=None):

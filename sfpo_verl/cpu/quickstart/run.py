@@ -4,8 +4,9 @@ write the plot and the summary.
 
     python -m sfpo_verl.cpu.quickstart.run [--config YAML] [verl overrides ...]
 
-Defaults live in quickstart.yaml beside this file; command-line overrides replace the
-yaml's value for the same key and otherwise pass through to verl unchanged.
+Defaults live in quickstart.yaml beside this file, over the CPU platform's settings
+(sfpo_verl/cpu/platform/cpu_settings.yaml); command-line overrides replace the value for the
+same key and otherwise pass through to verl unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from sfpo_verl.cpu.quickstart.report import read_arm, write_report
+from sfpo_verl.cpu.settings import cpu_overrides, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
@@ -31,32 +33,14 @@ DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
 REWARD_PATH = "pkg://sfpo_verl.paper.reward.math_reward"
 
 
-def hydra_value(value) -> str:
-    """A yaml value written as a Hydra override value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def merge_overrides(defaults: dict, command_line: list[str]) -> list[str]:
-    """Hydra overrides: the yaml's, each replaced by a command-line one for the same key,
-    then the remaining command-line ones in their order."""
-    given = {}
-    for override in command_line:
-        if "=" not in override:
-            raise ValueError(f"Not a verl override (key=value): {override!r}")
-        key, value = override.split("=", 1)
-        given[key.lstrip("+~")] = override
-    merged = []
-    for key, value in defaults.items():
-        merged.append(given.pop(key.lstrip("+"), f"{key}={hydra_value(value)}"))
-    return merged + list(given.values())
+def read_config(path: Path = DEFAULT_CONFIG) -> dict:
+    """A quickstart-style yaml, its `verl:` settings put over the CPU platform's
+    (sfpo_verl/cpu/platform/cpu_settings.yaml): a key it sets replaces the platform's value."""
+    config = yaml.safe_load(Path(path).read_text())
+    own = config["verl"]
+    replaced = {key.lstrip("+") for key in own}
+    platform = {key: value for key, value in cpu_overrides().items() if key.lstrip("+") not in replaced}
+    return {**config, "verl": {**platform, **own}}
 
 
 def arm_overrides(base: list[str], arm: str, task: TaskPaths, arm_dir: Path) -> list[str]:
@@ -200,7 +184,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="quickstart yaml (default: %(default)s)")
     args, verl_overrides = parser.parse_known_args(argv)
-    config = yaml.safe_load(args.config.read_text())
+    config = read_config(args.config)
 
     out_dir = Path(config["output_dir"])
     start = time.time()
