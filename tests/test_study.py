@@ -17,7 +17,7 @@ from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study import grid
 from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
 from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
-from sfpo_verl.cpu.study.runner import DONE_FILE, plan_runs, run_all
+from sfpo_verl.cpu.study.runner import DONE_FILE, RunSpec, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths
 
 ROLLOUTS_PER_STEP = 128
@@ -219,6 +219,15 @@ def test_report_reads_each_validation_from_verls_metrics(finished):
     assert first["rollouts"] == [0, 256, 512, 768]
     assert first["seconds"] == [0.0, 20.0, 40.0, 60.0]
     assert first["training_seconds"] == 60.0
+
+
+def test_the_committed_pilot_run_reads_as_its_report_recorded_it():
+    """verl's real metrics (the epochs study's pilot, committed with its report) read again."""
+    pilot = Path(__file__).resolve().parents[1] / "recipes" / "results" / "cpu_study_epochs" / "pilot"
+    (recorded,) = json.loads((pilot / "report.json").read_text())["runs"]
+    folder = pilot / "runs" / "grpo" / "seed0"
+    run = RunSpec("grpo", 0, folder, folder, ())
+    assert read_run(run, ROLLOUTS_PER_STEP) == recorded
 
 
 def test_comparison_paired_by_seed(finished):

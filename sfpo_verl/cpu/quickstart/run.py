@@ -22,11 +22,14 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from sfpo_verl.cpu.quickstart.report import read_arm, write_report
 from sfpo_verl.cpu.settings import cpu_overrides, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
+from sfpo_verl.paper.analysis.efficiency import held_out_accuracy, held_out_columns
+from sfpo_verl.paper.analysis.runs import file_logger_records
 
 DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
 # The paper's math reward (last `\boxed{}`, math-verify), which the task's answers are written for.
@@ -122,6 +125,7 @@ class _ProgressWatcher(threading.Thread):
         self._last_step = None
         self._stopping = threading.Event()
         self._lines_seen = 0
+        self._validations: dict[int, dict[str, float]] = {}  # held-out metrics read so far, by step
 
     def run(self):
         while not self._stopping.wait(2.0):
@@ -136,17 +140,19 @@ class _ProgressWatcher(threading.Thread):
     def _print_new_steps(self):
         if not self.metrics.exists():
             return
-        lines = self.metrics.read_text().splitlines()
-        for line in lines[self._lines_seen:]:
-            record = json.loads(line)
-            data = record["data"]
-            self._last_step = record["step"]
-            parts = [f"[{self.arm}] step {record['step']}/{self.total}"]
+        lines = self.metrics.read_text().split("\n")[:-1]  # whole lines: verl may be writing the last
+        for step, data in file_logger_records(lines[self._lines_seen:], self.metrics, self._lines_seen + 1):
+            self._last_step = step
+            held_out = {column: data[column] for column in held_out_columns(data)}
+            if held_out:
+                self._validations.setdefault(step, {}).update(held_out)
+            parts = [f"[{self.arm}] step {step}/{self.total}"]
             if "critic/score/mean" in data:
                 parts.append(f"reward {data['critic/score/mean']:.3f}")
-            val = [v for k, v in data.items() if k.startswith("val-core/") and "/acc/mean@" in k]
-            if val:
-                parts.append(f"val acc {sum(val) / len(val):.3f}")
+            # held-out accuracy as the report reads it, over the validations so far (all data sources)
+            accuracy = held_out_accuracy(pd.DataFrame.from_dict(self._validations, orient="index"))
+            if held_out and step in accuracy.index:
+                parts.append(f"val acc {accuracy[step]:.3f}")
             if "sfpo/alpha" in data:
                 parts.append(f"alpha {data['sfpo/alpha']:.2f}")
             parts.append(f"({time.time() - self.start_time:.0f}s)")
