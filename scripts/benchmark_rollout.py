@@ -35,17 +35,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, arm_overrides, merge_overrides
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, arm_overrides, read_config
+from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def quickstart_settings(config_path: Path) -> dict:
-    """The quickstart yaml's verl values (key -> value, without Hydra's '+')."""
-    config = yaml.safe_load(config_path.read_text())
+def quickstart_settings(config_path: Path) -> tuple[dict, dict]:
+    """The quickstart yaml (`read_config`) and its verl values (key -> value, without Hydra's '+')."""
+    config = read_config(config_path)
     return config, {key.lstrip("+"): value for key, value in config["verl"].items()}
 
 
@@ -71,7 +71,8 @@ def make_server(task: TaskPaths, values: dict):
         response_length=int(values["data.max_response_length"]),
         seed=int(values["actor_rollout_ref.rollout.seed"]),
     )
-    model = HFModelConfig(path=str(task.model), override_config={"attn_implementation": "eager"})
+    attn = values["actor_rollout_ref.model.override_config.attn_implementation"]
+    model = HFModelConfig(path=str(task.model), override_config={"attn_implementation": attn})
     return HFRolloutServer(rollout, model, replica_rank=0)
 
 
@@ -114,7 +115,7 @@ def _tokens_up_to_eos(tokens: list[int], eos: int) -> int:
 
 def validation_seconds_per_100(config_path: Path, task: TaskPaths, workdir: Path) -> tuple[float, int]:
     """verl's median `timing_s/testing` per 100 samples over a one-step run's two validations."""
-    config, _ = quickstart_settings(config_path)
+    config, values = quickstart_settings(config_path)
     base = merge_overrides(config["verl"], ["trainer.total_training_steps=1", "trainer.val_before_train=true",
                                            "trainer.test_freq=1"])
     overrides = arm_overrides(base, "grpo", task, workdir / "grpo")
@@ -128,7 +129,6 @@ def validation_seconds_per_100(config_path: Path, task: TaskPaths, workdir: Path
         raise SystemExit(f"benchmark_rollout: the validation run failed (exit {result.returncode}); see {log}")
     records = [json.loads(line)["data"] for line in metrics.read_text().splitlines()]
     testing = [r["timing_s/testing"] for r in records if "timing_s/testing" in r]
-    values = {key.lstrip("+"): value for key, value in config["verl"].items()}
     samples = len(pd.read_parquet(task.val)) * int(values["actor_rollout_ref.rollout.val_kwargs.n"])
     return statistics.median(testing) / samples * 100.0, samples
 

@@ -22,9 +22,8 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
-
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, arm_overrides, merge_overrides, run_arm
+from sfpo_verl.cpu.quickstart.run import arm_overrides, read_config, run_arm
+from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +91,7 @@ def short_name(process: str) -> str:
 
 def run(args) -> tuple[Path, float]:
     """Train the arm with memory sampling; (the samples file, the run's wall seconds)."""
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config = read_config()
     task_dir = PROJECT_ROOT / config["task_dir"]
     build_task(task_dir, TaskSettings(**config["task"]))
     base = merge_overrides(config["verl"], [

@@ -15,7 +15,8 @@ Arms, 3 steps each (one trainer launch each):
 On CUDA the settings are verl's GPU defaults (FSDP2, bf16 compute over fp32 master weights,
 flash-attention and packed sequences when flash-attn is installed) with the vLLM rollout
 (`--rollout hf` swaps in this package's host-memory rollout); on the CPU they are the
-quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml) with two trainer ranks for `sfpo`.
+quickstart's (the CPU platform's sfpo_verl/cpu/platform/cpu_settings.yaml under
+sfpo_verl/cpu/quickstart/quickstart.yaml) with two trainer ranks for `sfpo`.
 
 Checks: alpha > 0 on every SFPO step and 0 on every GRPO step; after an update, the rollout's
 log-probs agree with the actor's (weight sync works); the resume; the anchor's accelerator
@@ -33,9 +34,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, REWARD_PATH, merge_overrides, run_arm
+from sfpo_verl.cpu.quickstart.run import REWARD_PATH, read_config, run_arm
+from sfpo_verl.cpu.settings import cpu_only_keys, merge_overrides
 from sfpo_verl.cpu.task.arithmetic import DATA_SOURCE
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 from sfpo_verl.paper.analysis.runs import read_file_logger
@@ -58,17 +58,6 @@ RUN = {
     "trainer.test_freq": -1,
     "trainer.save_freq": -1,
 }
-# The quickstart's CPU-only settings; a CUDA run takes verl's defaults for these instead.
-CPU_ONLY_KEYS = (
-    "trainer.device",
-    "actor_rollout_ref.rollout.name",
-    "actor_rollout_ref.rollout.dtype",
-    "actor_rollout_ref.model.use_remove_padding",
-    "+actor_rollout_ref.model.override_config.attn_implementation",
-    "+actor_rollout_ref.actor.fsdp_config.mixed_precision",
-    "actor_rollout_ref.actor.fsdp_config.use_torch_compile",
-    "actor_rollout_ref.actor.use_torch_compile",
-)
 # Rollout vs actor probabilities after an update (verl's training/rollout_probs_diff_*). On the
 # CPU both sides compute in fp32, so any difference beyond rounding means stale weights. On CUDA
 # the actor computes in bf16 (verl's default) while the rollout samples at its own precision,
@@ -110,12 +99,13 @@ def arms_for(device: str) -> tuple[list[Arm], dict[str, str]]:
 
 
 def device_settings(device: str, rollout: str) -> dict:
-    """verl overrides for `device`: the quickstart's CPU set, or verl's GPU defaults."""
-    settings = dict(yaml.safe_load(DEFAULT_CONFIG.read_text())["verl"])
+    """verl overrides for `device`: the quickstart's CPU set, or verl's GPU defaults (for the CPU
+    platform's CPU-only settings)."""
+    settings = read_config()["verl"]
     if device == "cpu":
         return settings
-    for key in CPU_ONLY_KEYS:
-        settings.pop(key)
+    cpu_only = {key.lstrip("+") for key in cpu_only_keys()}
+    settings = {key: value for key, value in settings.items() if key.lstrip("+") not in cpu_only}
     flash = importlib.util.find_spec("flash_attn") is not None
     settings.update({
         "trainer.device": "cuda",

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from sfpo_verl.paper.analysis.cli import main
-from sfpo_verl.paper.analysis.efficiency import compare_runs, validation_accuracy
+from sfpo_verl.paper.analysis.efficiency import compare_runs, held_out_accuracy, held_out_columns, validation_accuracy
 from sfpo_verl.paper.analysis.plots import PANELS, plot_curves
 from sfpo_verl.paper.analysis.runs import RunError, load_run
 
@@ -66,6 +66,20 @@ def test_validation_accuracy_uses_core_acc_and_complete_steps():
     accuracy = validation_accuracy(metrics)
     assert list(accuracy.index) == [0]
     assert accuracy.iloc[0] == pytest.approx(50.0)
+
+
+def test_held_out_accuracy_is_the_core_reward_of_a_data_source_without_acc():
+    # verl makes `reward` the core validation variable when the reward function reports no `acc`
+    metrics = pd.DataFrame(
+        {
+            "val-core/a/reward/mean@2": [0.5, 0.25],
+            "val-core/b/reward/mean@2": [0.0, 0.0],  # b reports acc too: its acc is read
+            "val-core/b/acc/mean@2": [1.0, 0.5],
+        },
+        index=[0, 2],
+    )
+    assert held_out_columns(metrics.columns) == ["val-core/a/reward/mean@2", "val-core/b/acc/mean@2"]
+    assert held_out_accuracy(metrics).to_dict() == {0: 0.75, 2: 0.375}
 
 
 def test_tensorboard_events_read_like_the_file_logger(runs, tmp_path):

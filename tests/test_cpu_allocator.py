@@ -13,14 +13,9 @@ from sfpo_verl.core.trainer.config import CONFIG_DIR
 from sfpo_verl.cpu.platform import allocator
 from sfpo_verl.cpu.platform.allocator import SWITCH_ENV, keep_freed_memory_in_this_process
 from sfpo_verl.cpu.platform.cpu_run import configure_cpu_run
+from sfpo_verl.cpu.settings import cpu_overrides, merge_overrides
 
-CPU_READY = [
-    "trainer.device=cpu",
-    "actor_rollout_ref.rollout.name=hf",
-    "actor_rollout_ref.actor.strategy=fsdp2",
-    "actor_rollout_ref.model.use_remove_padding=false",
-    "+actor_rollout_ref.model.override_config.attn_implementation=eager",
-]
+CPU_READY = merge_overrides(cpu_overrides(), [])  # the CPU platform's settings (their one source)
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(4 * 2**30),
     "MALLOC_TRIM_THRESHOLD_": str(64 * 2**30),

@@ -14,17 +14,15 @@ from sfpo_verl.cpu.platform.cpu_run import (
     find_gpu_only_options,
     ray_resources_for,
 )
+from sfpo_verl.cpu.settings import cpu_overrides, hydra_value, merge_overrides
 
 pytestmark = pytest.mark.verl09(reason="trainer.device=cpu (CPU mode)")
 
-CPU_READY = [
-    "trainer.device=cpu",
-    "trainer.n_gpus_per_node=2",
-    "actor_rollout_ref.rollout.name=hf",
-    "actor_rollout_ref.actor.strategy=fsdp2",
-    "actor_rollout_ref.model.use_remove_padding=false",
-    "+actor_rollout_ref.model.override_config.attn_implementation=eager",
-]
+
+def cpu_ready(*changes: str) -> list[str]:
+    """The CPU platform's settings (their one source) with two trainer ranks, each of `changes`
+    replacing the value of its key (or added)."""
+    return merge_overrides(cpu_overrides(), ["trainer.n_gpus_per_node=2", *changes])
 
 
 def compose_cfg(*overrides):
@@ -33,7 +31,7 @@ def compose_cfg(*overrides):
 
 
 def test_a_cpu_ready_config_has_no_gpu_only_option():
-    assert find_gpu_only_options(compose_cfg(*CPU_READY)) == []
+    assert find_gpu_only_options(compose_cfg(*cpu_ready())) == []
 
 
 @pytest.mark.parametrize(
@@ -44,7 +42,7 @@ def test_a_cpu_ready_config_has_no_gpu_only_option():
         ("actor_rollout_ref.rollout.name=nonesuch", "not a rollout backend of this build"),
         ("actor_rollout_ref.actor.strategy=fsdp", "actor_rollout_ref.actor.strategy=fsdp2"),
         ("actor_rollout_ref.model.use_remove_padding=true", "actor_rollout_ref.model.use_remove_padding=false"),
-        ("actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2",
+        ("+actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2",
          "attn_implementation=eager"),
         ("actor_rollout_ref.model.use_liger=true", "actor_rollout_ref.model.use_liger=false"),
         ("algorithm.adv_estimator=gae", "flash-attention hard-coded.*algorithm.adv_estimator=grpo"),
@@ -53,42 +51,43 @@ def test_a_cpu_ready_config_has_no_gpu_only_option():
     ],
 )
 def test_each_gpu_only_option_is_named_with_its_fix(override, names):
-    config = compose_cfg(*CPU_READY, override)
+    config = compose_cfg(*cpu_ready(override))
     with pytest.raises(CPURunConfigError, match=names.replace("[", r"\[").replace("+", r"\+")):
         configure_cpu_run(config)
 
 
 def test_kl_loss_with_merged_lora_runs_on_the_cpu():
     # with LoRA the reference is the actor without its adapters: no separate reference model
-    config = compose_cfg(*CPU_READY, "actor_rollout_ref.actor.use_kl_loss=true",
-                         "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora.merge=true")
+    config = compose_cfg(*cpu_ready("actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.model.lora_rank=8",
+                                    "actor_rollout_ref.model.lora.merge=true"))
     assert find_gpu_only_options(config) == []
 
 
-def test_verls_gpu_defaults_are_all_reported_at_once():
+def test_verls_gpu_defaults_are_all_reported_at_once_each_fixed_by_the_cpu_settings():
     problems = find_gpu_only_options(compose_cfg("trainer.device=cpu"))
     joined = "\n".join(problems)
-    for fix in ("rollout.name=hf", "actor.strategy=fsdp2", "use_remove_padding=false", "attn_implementation=eager"):
-        assert fix in joined
+    for key in ("actor_rollout_ref.rollout.name", "actor_rollout_ref.actor.strategy",
+                "actor_rollout_ref.model.use_remove_padding", "+actor_rollout_ref.model.override_config.attn_implementation"):
+        assert f"pass {key}={hydra_value(cpu_overrides()[key])}" in joined
 
 
 def test_ray_is_sized_for_verls_placement_groups_and_transfer_queue():
-    config = compose_cfg(*CPU_READY, "transfer_queue.backend.SimpleStorage.num_data_storage_units=2")
+    config = compose_cfg(*cpu_ready("transfer_queue.backend.SimpleStorage.num_data_storage_units=2"))
     num_cpus, num_gpus = ray_resources_for(config)
     # 2 workers x 3 CPUs per bundle + TransferQueue controller and 2 storage units + 2 unreserved
     assert (num_cpus, num_gpus) == (11, 2)
 
 
 def test_every_node_of_a_running_cluster_has_room_for_the_actors_ray_may_place_on_it():
-    config = compose_cfg(*CPU_READY, "trainer.nnodes=2", "trainer.n_gpus_per_node=1",
-                         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1")
+    config = compose_cfg(*cpu_ready("trainer.nnodes=2", "trainer.n_gpus_per_node=1",
+                                    "transfer_queue.backend.SimpleStorage.num_data_storage_units=1"))
     # its rank's 3-CPU bundle + TransferQueue controller and 1 storage unit + 2 unreserved
     assert cpus_per_node(config) == 7
 
 
 def test_configure_sets_ray_resources_and_platform_env_for_every_process(monkeypatch):
     monkeypatch.delenv("VERL_PLATFORM", raising=False)
-    config = compose_cfg(*CPU_READY)
+    config = compose_cfg(*cpu_ready())
     assert configure_cpu_run(config) is True
     ray_init = config.ray_kwargs.ray_init
     assert (ray_init.num_cpus, ray_init.num_gpus) == ray_resources_for(config)
@@ -101,7 +100,7 @@ def test_configure_sets_ray_resources_and_platform_env_for_every_process(monkeyp
 
 
 def test_too_few_cpus_asked_for_is_an_error():
-    config = compose_cfg(*CPU_READY, "ray_kwargs.ray_init.num_cpus=2")
+    config = compose_cfg(*cpu_ready("ray_kwargs.ray_init.num_cpus=2"))
     with pytest.raises(CPURunConfigError, match="ray_kwargs.ray_init.num_cpus="):
         configure_cpu_run(config)
 
@@ -120,7 +119,7 @@ def test_cpu_mode_is_never_on_unless_asked_for(monkeypatch):
 def test_on_a_running_cluster_only_the_environment_is_passed_on(monkeypatch, how):
     # Ray refuses num_cpus/num_gpus when it connects to a cluster: the nodes declare them.
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    overrides = list(CPU_READY)
+    overrides = cpu_ready()
     if how == "config":
         overrides.append("+ray_kwargs.ray_init.address=127.0.0.1:6379")
     else:
@@ -134,14 +133,14 @@ def test_on_a_running_cluster_only_the_environment_is_passed_on(monkeypatch, how
 
 def test_resources_asked_for_on_a_running_cluster_are_an_error(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    config = compose_cfg(*CPU_READY, "+ray_kwargs.ray_init.address=127.0.0.1:6379", "ray_kwargs.ray_init.num_cpus=16")
-    # 2 ranks x 3 + TransferQueue controller and verl's default 8 storage units + 2 unreserved
-    with pytest.raises(CPURunConfigError, match="ray start --num-gpus 2 --num-cpus 17"):
+    config = compose_cfg(*cpu_ready("+ray_kwargs.ray_init.address=127.0.0.1:6379", "ray_kwargs.ray_init.num_cpus=16"))
+    # 2 ranks x 3 + TransferQueue controller and the CPU settings' 1 storage unit + 2 unreserved
+    with pytest.raises(CPURunConfigError, match="ray start --num-gpus 2 --num-cpus 10"):
         configure_cpu_run(config)
 
 
 def test_address_local_starts_a_new_cluster(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    config = compose_cfg(*CPU_READY, "+ray_kwargs.ray_init.address=local")
+    config = compose_cfg(*cpu_ready("+ray_kwargs.ray_init.address=local"))
     configure_cpu_run(config)
     assert (config.ray_kwargs.ray_init.num_cpus, config.ray_kwargs.ray_init.num_gpus) == ray_resources_for(config)

@@ -1,14 +1,20 @@
-"""The quickstart's report: curves from verl's file-logger jsonl, the plot, the summary table,
-and the command-line/yaml override merge."""
+"""The quickstart's report: curves from verl's file-logger jsonl (held-out accuracy read as the
+paper's analysis reads it, also by the progress line), the plot, the summary table, the
+command-line/yaml override merge and the CPU platform's settings under the quickstart's."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+import yaml
 
 from sfpo_verl.cpu.quickstart.report import read_arm, summary_markdown, write_report
-from sfpo_verl.cpu.quickstart.run import hydra_value, merge_overrides
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, _ProgressWatcher, read_config
+from sfpo_verl.cpu.settings import cpu_overrides, hydra_value, merge_overrides
+from sfpo_verl.paper.analysis.efficiency import validation_accuracy
+from sfpo_verl.paper.analysis.runs import load_run
 
 VAL = "val-core/sfpo_arithmetic/acc/mean@2"
 
@@ -76,3 +82,63 @@ def test_command_line_overrides_replace_the_yamls_and_extra_ones_pass_through():
     assert hydra_value(True) == "true" and hydra_value(None) == "null"
     with pytest.raises(ValueError, match="key=value"):
         merge_overrides(defaults, ["--oops"])
+
+
+def write_records(path, records):
+    path.write_text("".join(json.dumps({"step": step, "data": data}) + "\n" for step, data in records))
+    return path
+
+
+def progress_lines(path, capsys) -> list[str]:
+    watcher = _ProgressWatcher("grpo", path, pid=0, total_steps=3, start=time.time())
+    watcher._print_new_steps()
+    return capsys.readouterr().out.splitlines()
+
+
+def test_the_report_the_progress_line_and_the_analysis_read_the_same_held_out_accuracy(tmp_path, capsys):
+    # Two data sources: held-out accuracy is their mean; step 3 lacks one, so it is no validation point.
+    a, b, train = "val-core/a/acc/mean@2", "val-core/b/acc/mean@2", {"critic/score/mean": 0.1, "timing_s/step": 2.0}
+    path = write_records(tmp_path / "m.jsonl", [(0, {a: 0.2, b: 0.4}), (1, train), (2, {**train, a: 0.3, b: 0.5}),
+                                                (3, {**train, a: 0.35})])
+    arm = read_arm("grpo", path, 8)
+    assert arm.val_steps == [0, 2] and arm.val_acc == pytest.approx([0.3, 0.4])
+    analysis = validation_accuracy(load_run("grpo", path, 8).metrics)
+    assert list(analysis.index) == arm.val_steps and list(analysis / 100) == pytest.approx(arm.val_acc)
+    lines = progress_lines(path, capsys)
+    assert ["val acc" in line for line in lines] == [True, False, True, False]
+    assert "val acc 0.300" in lines[0] and "val acc 0.400" in lines[2]
+
+
+def test_without_acc_verls_core_reward_is_the_held_out_accuracy(tmp_path, capsys):
+    reward = "val-core/a/reward/mean@2"
+    path = write_records(tmp_path / "m.jsonl", [(0, {reward: 0.25}), (1, {"timing_s/step": 1.0, reward: 0.5})])
+    assert read_arm("grpo", path, 8).val_acc == [0.25, 0.5]
+    assert [line.split("  ")[1] for line in progress_lines(path, capsys)] == ["val acc 0.250", "val acc 0.500"]
+
+
+def test_the_progress_line_waits_for_a_line_verl_is_still_writing(tmp_path, capsys):
+    path = write_records(tmp_path / "m.jsonl", [(1, {"critic/score/mean": 0.5})])
+    with open(path, "a") as f:
+        f.write('{"step": 2, "data": {"critic/sc')
+    watcher = _ProgressWatcher("grpo", path, pid=0, total_steps=3, start=time.time())
+    watcher._print_new_steps()
+    with open(path, "a") as f:
+        f.write('ore/mean": 0.75}}\n')
+    watcher._print_new_steps()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["[grpo] step 1/3", "reward 0.500"], ["[grpo] step 2/3", "reward 0.750"]]
+
+
+def test_the_cpu_platform_settings_are_under_the_quickstarts_and_each_key_has_one_place(tmp_path):
+    own = yaml.safe_load(DEFAULT_CONFIG.read_text())["verl"]
+    platform = cpu_overrides()
+    assert not {key.lstrip("+") for key in own} & {key.lstrip("+") for key in platform}
+    assert read_config()["verl"] == {**platform, **own}
+    # a quickstart-style yaml replaces a platform value, with or without Hydra's "+"
+    config = tmp_path / "q.yaml"
+    config.write_text(yaml.safe_dump({"verl": {"trainer.n_gpus_per_node": 2,
+                                               "actor_rollout_ref.model.override_config.attn_implementation": "sdpa"}}))
+    verl = read_config(config)["verl"]
+    assert verl["trainer.n_gpus_per_node"] == 2 and verl["actor_rollout_ref.model.override_config.attn_implementation"] == "sdpa"
+    assert "+actor_rollout_ref.model.override_config.attn_implementation" not in verl
+    assert verl["trainer.device"] == "cpu"

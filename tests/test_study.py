@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 import sfpo_verl.cpu.study.__main__ as study_cli
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, merge_overrides
+from sfpo_verl.cpu.quickstart.run import read_config
+from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study import grid
 from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
 from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
-from sfpo_verl.cpu.study.runner import DONE_FILE, plan_runs, run_all
+from sfpo_verl.cpu.study.runner import DONE_FILE, RunSpec, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths
 
 ROLLOUTS_PER_STEP = 128
@@ -41,7 +41,7 @@ SETTINGS = {"grid": "default", "arms": ["grpo", "sfpo_k3_a0.8"], "comparisons": 
 
 
 def base_overrides(*extra: str) -> list[str]:
-    return merge_overrides(yaml.safe_load(DEFAULT_CONFIG.read_text())["verl"], list(extra))
+    return merge_overrides(read_config()["verl"], list(extra))
 
 
 def plan(tmp_path, *extra: str, seeds=(0, 1, 2), grid_name="default", work_dir=None):
@@ -229,6 +229,15 @@ def test_report_reads_each_validation_from_verls_metrics(finished):
     assert first["rollouts"] == [0, 256, 512, 768]
     assert first["seconds"] == [0.0, 20.0, 40.0, 60.0]
     assert first["training_seconds"] == 60.0
+
+
+def test_the_committed_pilot_run_reads_as_its_report_recorded_it():
+    """verl's real metrics (the epochs study's pilot, committed with its report) read again."""
+    pilot = Path(__file__).resolve().parents[1] / "recipes" / "results" / "cpu_study_epochs" / "pilot"
+    (recorded,) = json.loads((pilot / "report.json").read_text())["runs"]
+    folder = pilot / "runs" / "grpo" / "seed0"
+    run = RunSpec("grpo", 0, folder, folder, ())
+    assert read_run(run, ROLLOUTS_PER_STEP) == recorded
 
 
 def test_comparison_paired_by_seed(finished):

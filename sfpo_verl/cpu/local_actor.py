@@ -1,7 +1,8 @@
 """verl actor workers in this process, for the equivalence tests and the update benchmark:
 a Qwen2 with random weights built locally, verl's config composed through sfpo_trainer.yaml,
-and GRPO-shaped batches fed to the real FSDP2 engine. On the CPU (the default): fp32, gloo,
-eager attention. On CUDA: verl's defaults (bf16 compute over fp32 master weights, nccl).
+and GRPO-shaped batches fed to the real FSDP2 engine. On the CPU (the default): the CPU
+platform's settings (fp32, eager attention), gloo. On CUDA: verl's defaults (bf16 compute over
+fp32 master weights, nccl).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
 from sfpo_verl.core.trainer.config import CONFIG_DIR
+from sfpo_verl.cpu.settings import cpu_overrides, merge_overrides
 from sfpo_verl.cpu.task.model import ModelSize, build_model
 from sfpo_verl.cpu.task.tokenizer import CHARACTERS, SPECIAL_TOKENS, build_tokenizer
 
 PROMPT_LEN, RESPONSE_LEN = 6, 8
+# The parts of the config an in-process actor worker reads.
+ACTOR_SECTIONS = ("actor_rollout_ref.actor.", "actor_rollout_ref.model.")
 
 
 def build_random_qwen2(path: Path, seed: int = 0, hidden_size: int = 32, num_layers: int = 2) -> Path:
@@ -57,28 +61,26 @@ def build_qwen2_shaped(path: Path, shape: dict, seed: int = 0) -> Path:
 
 
 def compose_config(model_path: Path, overrides: list[str] = (), device: str = "cpu"):
-    """sfpo_trainer config for in-process engine workers: on the CPU fp32, eager attention, no
-    compile; on CUDA verl's defaults (bf16 mixed precision, fp32 master weights) with sdpa
-    attention, or flash-attention with packed sequences when flash-attn is installed."""
+    """sfpo_trainer config for in-process engine workers: on the CPU the CPU platform's actor and
+    model settings (fp32, eager attention, no compile: sfpo_verl/cpu/platform/cpu_settings.yaml);
+    on CUDA verl's defaults (bf16 mixed precision, fp32 master weights) with sdpa attention, or
+    flash-attention with packed sequences when flash-attn is installed."""
     if device == "cpu":
-        device_options = [
-            "actor_rollout_ref.model.use_remove_padding=false",
-            "+actor_rollout_ref.model.override_config.attn_implementation=eager",
-            "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype: fp32, reduce_dtype: fp32, buffer_dtype: fp32}",
-        ]
+        actor = {key: value for key, value in cpu_overrides().items() if key.lstrip("+").startswith(ACTOR_SECTIONS)}
+        device_options = merge_overrides(actor, [])
     else:
         flash = _flash_attn_installed()
         device_options = [
+            "actor_rollout_ref.model.enable_gradient_checkpointing=false",
             f"actor_rollout_ref.model.use_remove_padding={str(flash).lower()}",
             f"+actor_rollout_ref.model.override_config.attn_implementation={'flash_attention_2' if flash else 'sdpa'}",
+            "actor_rollout_ref.actor.strategy=fsdp2",
+            "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
+            "actor_rollout_ref.actor.use_torch_compile=false",
         ]
     base = [
         f"actor_rollout_ref.model.path={model_path}",
-        "actor_rollout_ref.model.enable_gradient_checkpointing=false",
         *device_options,
-        "actor_rollout_ref.actor.strategy=fsdp2",
-        "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
-        "actor_rollout_ref.actor.use_torch_compile=false",
         "actor_rollout_ref.actor.ppo_mini_batch_size=2",
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",

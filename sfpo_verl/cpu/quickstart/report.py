@@ -1,23 +1,26 @@
 """Curves, plot and summary of a GRPO-vs-SFPO comparison, read from verl's file logger.
 
 Each arm's metrics are verl's own jsonl (`trainer.logger=[console,file]`): one line per
-step, `{"step": s, "data": {metric: value}}`. Validation accuracy is verl's
-`val-core/<data_source>/acc/mean@<n>`; training reward is `critic/score/mean`; wall-clock
-is the cumulative `timing_s/step` (training time; validation passes are excluded).
+step, `{"step": s, "data": {metric: value}}`, read as the paper's runs are
+(`sfpo_verl.paper.analysis`): validation accuracy is held-out accuracy as it defines it
+(verl's `val-core/<data_source>/acc/mean@<n>`, the mean over data sources); training reward
+is `critic/score/mean`; wall-clock is the cumulative `timing_s/step` (training time;
+validation passes are excluded).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-VAL_ACC_PREFIX = "val-core/"
-VAL_ACC_SUFFIX = "/acc/mean@"
+import pandas as pd
+
+from sfpo_verl.paper.analysis.efficiency import held_out_accuracy, progress
+from sfpo_verl.paper.analysis.runs import load_run
+
 TRAIN_REWARD = "critic/score/mean"
-STEP_SECONDS = "timing_s/step"
 
 
 @dataclass
@@ -51,32 +54,22 @@ class ArmCurves:
 
 def read_arm(name: str, metrics_file: Path, rollouts_per_step: int) -> ArmCurves:
     """Parse verl's jsonl metrics of one arm. Raises ValueError if it holds no validation."""
-    curves = ArmCurves(name=name, rollouts_per_step=rollouts_per_step)
-    elapsed = 0.0
-    for line in Path(metrics_file).read_text().splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        step, data = int(record["step"]), record["data"]
-        if STEP_SECONDS in data:
-            elapsed += float(data[STEP_SECONDS])
-            curves.seconds_at_step[step] = elapsed
-        if TRAIN_REWARD in data:
-            curves.train_steps.append(step)
-            curves.train_reward.append(float(data[TRAIN_REWARD]))
-        val = _val_accuracy(data)
-        if val is not None:
-            curves.val_steps.append(step)
-            curves.val_acc.append(val)
-    if not curves.val_acc:
-        raise ValueError(f"{metrics_file} has no validation accuracy ({VAL_ACC_PREFIX}*{VAL_ACC_SUFFIX}*): "
+    run = load_run(name, Path(metrics_file), rollouts_per_step)
+    accuracy = held_out_accuracy(run.metrics)
+    if accuracy.empty:
+        raise ValueError(f"{metrics_file} has no validation accuracy (val-core/<data source>/acc/mean@<n>): "
                          "was trainer.test_freq set and trainer.logger given 'file'?")
-    return curves
-
-
-def _val_accuracy(data: dict) -> Optional[float]:
-    values = [float(v) for k, v in data.items() if k.startswith(VAL_ACC_PREFIX) and VAL_ACC_SUFFIX in k]
-    return sum(values) / len(values) if values else None
+    reward = run.metrics.get(TRAIN_REWARD, pd.Series(dtype=float)).dropna()
+    seconds = progress(run)["seconds"]
+    return ArmCurves(
+        name=name,
+        rollouts_per_step=rollouts_per_step,
+        val_steps=[int(step) for step in accuracy.index],
+        val_acc=accuracy.tolist(),
+        train_steps=[int(step) for step in reward.index],
+        train_reward=reward.tolist(),
+        seconds_at_step={0: 0.0, **{int(step): float(value) for step, value in seconds.items()}},
+    )
 
 
 def plot(arms: list[ArmCurves], out_png: Path) -> None:

@@ -4,8 +4,9 @@ write the plot and the summary.
 
     python -m sfpo_verl.cpu.quickstart.run [--config YAML] [verl overrides ...]
 
-Defaults live in quickstart.yaml beside this file; command-line overrides replace the
-yaml's value for the same key and otherwise pass through to verl unchanged.
+Defaults live in quickstart.yaml beside this file, over the CPU platform's settings
+(sfpo_verl/cpu/platform/cpu_settings.yaml); command-line overrides replace the value for the
+same key and otherwise pass through to verl unchanged.
 """
 
 from __future__ import annotations
@@ -21,42 +22,28 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from sfpo_verl.cpu.quickstart.report import read_arm, write_report
+from sfpo_verl.cpu.settings import cpu_overrides, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
+from sfpo_verl.paper.analysis.efficiency import held_out_accuracy, held_out_columns
+from sfpo_verl.paper.analysis.runs import file_logger_records
 
 DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
 # The paper's math reward (last `\boxed{}`, math-verify), which the task's answers are written for.
 REWARD_PATH = "pkg://sfpo_verl.paper.reward.math_reward"
 
 
-def hydra_value(value) -> str:
-    """A yaml value written as a Hydra override value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def merge_overrides(defaults: dict, command_line: list[str]) -> list[str]:
-    """Hydra overrides: the yaml's, each replaced by a command-line one for the same key,
-    then the remaining command-line ones in their order."""
-    given = {}
-    for override in command_line:
-        if "=" not in override:
-            raise ValueError(f"Not a verl override (key=value): {override!r}")
-        key, value = override.split("=", 1)
-        given[key.lstrip("+~")] = override
-    merged = []
-    for key, value in defaults.items():
-        merged.append(given.pop(key.lstrip("+"), f"{key}={hydra_value(value)}"))
-    return merged + list(given.values())
+def read_config(path: Path = DEFAULT_CONFIG) -> dict:
+    """A quickstart-style yaml, its `verl:` settings put over the CPU platform's
+    (sfpo_verl/cpu/platform/cpu_settings.yaml): a key it sets replaces the platform's value."""
+    config = yaml.safe_load(Path(path).read_text())
+    own = config["verl"]
+    replaced = {key.lstrip("+") for key in own}
+    platform = {key: value for key, value in cpu_overrides().items() if key.lstrip("+") not in replaced}
+    return {**config, "verl": {**platform, **own}}
 
 
 def arm_overrides(base: list[str], arm: str, task: TaskPaths, arm_dir: Path) -> list[str]:
@@ -138,6 +125,7 @@ class _ProgressWatcher(threading.Thread):
         self._last_step = None
         self._stopping = threading.Event()
         self._lines_seen = 0
+        self._validations: dict[int, dict[str, float]] = {}  # held-out metrics read so far, by step
 
     def run(self):
         while not self._stopping.wait(2.0):
@@ -152,17 +140,19 @@ class _ProgressWatcher(threading.Thread):
     def _print_new_steps(self):
         if not self.metrics.exists():
             return
-        lines = self.metrics.read_text().splitlines()
-        for line in lines[self._lines_seen:]:
-            record = json.loads(line)
-            data = record["data"]
-            self._last_step = record["step"]
-            parts = [f"[{self.arm}] step {record['step']}/{self.total}"]
+        lines = self.metrics.read_text().split("\n")[:-1]  # whole lines: verl may be writing the last
+        for step, data in file_logger_records(lines[self._lines_seen:], self.metrics, self._lines_seen + 1):
+            self._last_step = step
+            held_out = {column: data[column] for column in held_out_columns(data)}
+            if held_out:
+                self._validations.setdefault(step, {}).update(held_out)
+            parts = [f"[{self.arm}] step {step}/{self.total}"]
             if "critic/score/mean" in data:
                 parts.append(f"reward {data['critic/score/mean']:.3f}")
-            val = [v for k, v in data.items() if k.startswith("val-core/") and "/acc/mean@" in k]
-            if val:
-                parts.append(f"val acc {sum(val) / len(val):.3f}")
+            # held-out accuracy as the report reads it, over the validations so far (all data sources)
+            accuracy = held_out_accuracy(pd.DataFrame.from_dict(self._validations, orient="index"))
+            if held_out and step in accuracy.index:
+                parts.append(f"val acc {accuracy[step]:.3f}")
             if "sfpo/alpha" in data:
                 parts.append(f"alpha {data['sfpo/alpha']:.2f}")
             parts.append(f"({time.time() - self.start_time:.0f}s)")
@@ -200,7 +190,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="quickstart yaml (default: %(default)s)")
     args, verl_overrides = parser.parse_known_args(argv)
-    config = yaml.safe_load(args.config.read_text())
+    config = read_config(args.config)
 
     out_dir = Path(config["output_dir"])
     start = time.time()

@@ -6,10 +6,11 @@ report of the grid's comparisons, paired by seed, with intervals and p-values.
                                   [--targets 0.60,0.65,0.70] [--config YAML] [verl overrides ...]
     bash scripts/study.sh --out-dir runs/study          # the same, in the project's .venv
 
-Settings: the quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml, or --config), then
-STUDY_DEFAULTS below, then the command line's verl overrides; each arm's settings and the seed
-(data order and rollout sampling) are the study's and win. `--arms` runs those arms and every
-baseline their comparisons need (sfpo_verl/cpu/study/grid.py). Seeds are 0..N-1.
+Settings: the quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml, or --config, over the CPU
+platform's sfpo_verl/cpu/platform/cpu_settings.yaml), then STUDY_DEFAULTS below, then the
+command line's verl overrides; each arm's settings and the seed (data order and rollout
+sampling) are the study's and win. `--arms` runs those arms and every baseline their
+comparisons need (sfpo_verl/cpu/study/grid.py). Seeds are 0..N-1.
 
 Where things go: each finished run's metrics.jsonl.gz and done.json under DIR/runs/ARM/seedN, and
 DIR/report.md, DIR/report.json and DIR/curves.png. The pre-trained model (built
@@ -29,9 +30,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, merge_overrides, rollouts_per_step
+from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, read_config, rollouts_per_step
+from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study.grid import GRIDS, arms_of, comparisons
 from sfpo_verl.cpu.study.report import read_run, write_report
 from sfpo_verl.cpu.study.runner import plan_runs, run_all
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     try:
         arms = arms_of(args.grid, args.arms.split(",") if args.arms else None)
         targets = parse_targets(args.targets)
-        config = yaml.safe_load(args.config.read_text())
+        config = read_config(args.config)
         base = merge_overrides({**config["verl"], **STUDY_DEFAULTS}, verl_overrides)
     except ValueError as error:
         parser.error(str(error))

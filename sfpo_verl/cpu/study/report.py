@@ -2,7 +2,7 @@
 seconds each arm needed to reach fixed accuracy targets, whether the baselines had stopped
 improving, and per-arm accuracy, with the curves (mean ± std over seeds).
 
-Accuracy, rollouts and training seconds come from `sfpo_verl.paper.analysis` (validation
+Accuracy, rollouts and training seconds come from `sfpo_verl.paper.analysis` (held-out
 accuracy as for the paper's runs); the statistics are its `measures` and `paired` modules.
 """
 
@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from sfpo_verl.cpu.study.runner import RunSpec  # noqa: E402
-from sfpo_verl.paper.analysis.efficiency import progress, validation_accuracy  # noqa: E402
+from sfpo_verl.paper.analysis.efficiency import held_out_accuracy, progress  # noqa: E402
 from sfpo_verl.paper.analysis.measures import (  # noqa: E402
     LAST_VALIDATIONS,
     PAIRED_MEASURES,
@@ -39,16 +39,16 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
     """One run's per-validation accuracy (fraction), rollouts and training seconds, and its
     training seconds in all (verl's `timing_s/step` summed over every step)."""
     loaded = load_run(run.name, run.metrics, rollouts_per_step)
-    accuracy = validation_accuracy(loaded.metrics)
+    accuracy = held_out_accuracy(loaded.metrics)
     elapsed = progress(loaded)
     return {
         "arm": run.arm,
         "seed": run.seed,
         "steps": [int(step) for step in accuracy.index],
-        "val_acc": [round(value / 100.0, 6) for value in accuracy],
+        "val_acc": [round(value, 6) for value in accuracy],
         "rollouts": [int(elapsed.at[step, "rollouts"]) for step in accuracy.index],
-        "seconds": [round(float(elapsed.at[step, "hours"]) * 3600.0, 2) for step in accuracy.index],
-        "training_seconds": round(float(elapsed["hours"].iloc[-1]) * 3600.0, 2),
+        "seconds": [round(float(elapsed.at[step, "seconds"]), 2) for step in accuracy.index],
+        "training_seconds": round(float(elapsed["seconds"].iloc[-1]), 2),
     }
 
 

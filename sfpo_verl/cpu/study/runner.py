@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfpo_verl.cpu.quickstart.run import arm_overrides, hydra_value, merge_overrides, run_arm
+from sfpo_verl.cpu.quickstart.run import arm_overrides, run_arm
+from sfpo_verl.cpu.settings import hydra_value, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths
 
 DONE_FILE = "done.json"

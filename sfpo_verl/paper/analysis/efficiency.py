@@ -16,35 +16,47 @@ _VAL_CORE = re.compile(r"^val-core/(?P<source>.+)/(?P<var>acc|reward)/mean@(?P<n
 STEP_TIME = "timing_s/step"
 
 
-def validation_accuracy(metrics: pd.DataFrame) -> pd.Series:
-    """Per validated step: the mean over benchmarks of each one's mean@n accuracy, in percent.
-
-    For each data source the column with the largest n is used (acc preferred to reward);
-    steps where some benchmark was not logged are left out.
-    """
-    chosen: dict[str, tuple[tuple[int, int], str]] = {}
-    for column in metrics.columns:
+def held_out_columns(columns) -> list[str]:
+    """The metric that is a data source's held-out accuracy, one per data source among `columns`:
+    verl's core validation metric `val-core/<source>/acc/mean@<n>`, the largest n (verl marks only
+    its largest as core), or `val-core/<source>/reward/mean@<n>` when the reward function reports
+    no `acc` (verl then makes the reward the core metric)."""
+    chosen: dict[str, tuple[tuple[bool, int], str]] = {}
+    for column in columns:
         match = _VAL_CORE.match(column)
         if match:
             rank = (match["var"] == "acc", int(match["n"]))
             if match["source"] not in chosen or rank > chosen[match["source"]][0]:
                 chosen[match["source"]] = (rank, column)
-    if not chosen:
-        return pd.Series(dtype=float, name="val_accuracy")
-    per_benchmark = metrics[[column for _, column in chosen.values()]].dropna()
-    return (100.0 * per_benchmark.mean(axis=1)).rename("val_accuracy")
+    return [column for _, column in chosen.values()]
+
+
+def held_out_accuracy(metrics: pd.DataFrame) -> pd.Series:
+    """Per validated step: held-out accuracy (a fraction), the mean over data sources of each
+    one's `held_out_columns` metric. Steps where some data source was not logged are left out:
+    a mean over fewer benchmarks is not comparable with the others."""
+    columns = held_out_columns(metrics.columns)
+    if not columns:
+        return pd.Series(dtype=float, name="held_out_accuracy")
+    return metrics[columns].dropna().mean(axis=1).rename("held_out_accuracy")
+
+
+def validation_accuracy(metrics: pd.DataFrame) -> pd.Series:
+    """Per validated step: held-out accuracy (`held_out_accuracy`) in percent."""
+    return (100.0 * held_out_accuracy(metrics)).rename("val_accuracy")
 
 
 def progress(run: Run) -> pd.DataFrame:
-    """Per logged step: rollouts generated so far and training hours so far.
+    """Per logged step: rollouts generated so far and training seconds and hours so far.
 
-    Hours sum verl's `timing_s/step` (the whole training step; validation runs are timed
+    Seconds sum verl's `timing_s/step` (the whole training step; validation runs are timed
     separately and left out, so both arms pay the same validation cost off the clock).
     """
     steps = run.metrics.index.to_series()
     step_seconds = run.metrics.get(STEP_TIME, pd.Series(0.0, index=run.metrics.index)).fillna(0.0)
+    seconds = step_seconds.cumsum()
     return pd.DataFrame(
-        {"step": steps, "rollouts": steps * run.rollouts_per_step, "hours": step_seconds.cumsum() / 3600.0},
+        {"step": steps, "rollouts": steps * run.rollouts_per_step, "seconds": seconds, "hours": seconds / 3600.0},
         index=run.metrics.index,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,16 +86,23 @@ def read_file_logger(path: Path) -> dict[int, dict[str, float]]:
     by_step: dict[int, dict[str, float]] = {}
     opened = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
     with opened as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                step, data = int(record["step"]), record["data"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise RunError(f"{path}: line {number} is not a verl file-logger record") from None
-            by_step.setdefault(step, {}).update(_scalars(data))
+        for step, data in file_logger_records(lines, path):
+            by_step.setdefault(step, {}).update(data)
     return by_step
+
+
+def file_logger_records(lines: Iterable[str], path: Path, first_line: int = 1) -> Iterator[tuple[int, dict[str, float]]]:
+    """(step, numeric metrics) of each verl file-logger line of `lines` (blank ones skipped), read
+    from `path` from line `first_line` on (for the error message)."""
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step, data = int(record["step"]), record["data"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise RunError(f"{path}: line {number} is not a verl file-logger record") from None
+        yield step, _scalars(data)
 
 
 def _read_tensorboard(directory: Path) -> dict[int, dict[str, float]]:
