@@ -4,6 +4,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 
 from sfpo_verl.paper.reward import math_reward
@@ -216,6 +217,29 @@ def test_pathological_expression_times_out_from_worker_threads(pool):
     assert elapsed < 15, elapsed
     # the pool replaces the killed workers
     assert grade_response("\\boxed{\\dfrac{2}{4}}", "\\frac12", pool=pool, timeout_s=20).correct
+
+
+def test_a_verifier_killed_mid_comparison_costs_that_sample_a_zero_with_a_reason():
+    # A worker that dies (the OOM killer, a segfault in sympy) must not cost the step.
+    verifiers = VerifierPool(max_workers=1)
+    tower = "\\boxed{9^{9^{9^{9^{9}}}}}"
+    try:
+        assert grade_response("\\boxed{\\dfrac{2}{4}}", "\\frac12", pool=verifiers, timeout_s=20).correct  # started
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            grading = thread.submit(grade_response, tower, "7", pool=verifiers, timeout_s=60)
+            deadline = time.monotonic() + 30
+            while verifiers._idle.qsize():  # until the started worker has taken the request
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.5)
+            for child in psutil.Process().children():
+                if "verifier_worker" in " ".join(child.cmdline()):
+                    child.kill()
+            grade = grading.result(timeout=30)
+        assert (grade.correct, grade.reason) == (False, "verifier_error")
+        assert grade_response("\\boxed{\\dfrac{2}{4}}", "\\frac12", pool=verifiers, timeout_s=20).correct  # a fresh worker
+    finally:
+        verifiers.close()
 
 
 def test_a_verifier_that_cannot_start_fails_loudly(monkeypatch):
