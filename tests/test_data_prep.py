@@ -26,7 +26,7 @@ from sfpo_verl.paper.numbers import BENCHMARKS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
-# The SFPO authors' prompt, copied from SFPO_SPEC.md (not from the code under test).
+# The SFPO authors' prompt, copied by hand from their released runs (not from the code under test).
 PAPER_PROMPT = (
     "Please solve the following math problem: {problem}. The assistant first thinks about the reasoning "
     "process step by step and then provides the user with the answer. Return the final answer in "

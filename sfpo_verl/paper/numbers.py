@@ -2,7 +2,7 @@
 
 Source: Table 1 (per-benchmark pass@1 as avg@4, and the six-benchmark average), the
 efficiency table (rollouts and hours to reach GRPO's best validation accuracy) and Table 3
-(DAPO as the base algorithm), as transcribed in shared/SFPO_SPEC.md. Accuracies in percent.
+(DAPO as the base algorithm), transcribed from the paper. Accuracies in percent.
 """
 
 from __future__ import annotations
