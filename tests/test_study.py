@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -201,6 +203,45 @@ def test_more_seeds_run_only_the_new_ones(tmp_path):
     assert launched == [("grpo", "seed2"), ("sfpo_k3_a0.8", "seed2"), ("grpo", "seed3"), ("sfpo_k3_a0.8", "seed3")]
 
 
+def test_runs_two_at_a_time_overlap_and_give_the_results_of_one_at_a_time(tmp_path):
+    alone = plan(tmp_path / "alone")
+    run_all(alone, 6, fake_launch)
+    in_flight, most_in_flight, lock = set(), [], threading.Lock()
+
+    def overlapping(arm, overrides, folder, total_steps):
+        with lock:
+            in_flight.add(folder)
+            most_in_flight.append(len(in_flight))
+        time.sleep(0.2)  # long enough for the other worker to start its run
+        result = fake_launch(arm, overrides, folder, total_steps)
+        with lock:
+            in_flight.discard(folder)
+        return result
+
+    paired = plan(tmp_path / "paired")
+    run_all(paired, 6, overlapping, jobs=2)
+    assert max(most_in_flight) == 2
+    for one, two in zip(alone, paired):
+        assert read_run(two, ROLLOUTS_PER_STEP) == {**read_run(one, ROLLOUTS_PER_STEP), "runs_at_once": 2}
+    settings = {**SETTINGS, "seeds": [0, 1, 2]}
+    _, md, _ = write_report([read_run(r, ROLLOUTS_PER_STEP) for r in paired], {}, tmp_path, settings)
+    assert "6 runs 2 at a time" in md.read_text()
+    _, md, _ = write_report([read_run(r, ROLLOUTS_PER_STEP) for r in alone], {}, tmp_path, settings)
+    assert "every run had the study's machine to itself" in md.read_text()
+
+
+def test_a_failed_run_among_runs_at_a_time_is_named_and_the_others_finish(tmp_path):
+    runs = plan(tmp_path)
+
+    def launch(arm, overrides, folder, total_steps):
+        if arm == "grpo" and "data.seed=1" in overrides:
+            raise RuntimeError("The grpo arm failed (exit 1)")
+        return fake_launch(arm, overrides, folder, total_steps)
+
+    assert list(run_all(runs, 6, launch, jobs=2)) == ["grpo seed 1"]
+    assert [r.done for r in runs] == [True, True, False, True, True, True]
+
+
 def test_results_kept_apart_hold_only_metrics_and_done_and_resume_anywhere(tmp_path):
     results, work = tmp_path / "results", tmp_path / "work"
     runs = plan(results, seeds=(0,), work_dir=work)
@@ -311,6 +352,7 @@ def no_run(*args, **kwargs):
         (["--targets", "0"], "--targets 0: '0' is not an accuracy strictly between 0 and 1"),
         (["--targets", "0.5,high"], "--targets 0.5,high: 'high' is not an accuracy strictly between 0 and 1"),
         (["--seeds", "0"], "--seeds 0: at least 1"),
+        (["--jobs", "0"], "--jobs 0: at least 1"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line_before_any_run(tmp_path, monkeypatch, capsys, args, message):
@@ -336,7 +378,7 @@ def refusal(tmp_path, monkeypatch, capsys, args: list[str]) -> str:
 def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monkeypatch, capsys):
     results = tmp_path / "recipes" / "results" / "cpu_study"
     monkeypatch.setattr(study_cli, "build_task", write_val_parquet)
-    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps: run_all(runs, steps, fake_launch))
+    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps, jobs: run_all(runs, steps, fake_launch, jobs))
     argv = ["--out-dir", str(results), "--seeds", "2", "trainer.total_training_steps=6"]
     assert study_cli.main([*argv, "--work-dir", str(tmp_path / "work")]) == 0
     assert sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()) == sorted(
@@ -348,6 +390,6 @@ def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monk
     assert first_report["settings"]["comparisons"] == [["sfpo_k3_a0.8", "grpo"]]
 
     shutil.rmtree(tmp_path / "work")  # a fresh clone: the committed results, no task, logs or checkpoints
-    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps: run_all(runs, steps, no_run))
+    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps, jobs: run_all(runs, steps, no_run, jobs))
     assert study_cli.main([*argv, "--work-dir", str(tmp_path / "elsewhere")]) == 0
     assert json.loads((results / "report.json").read_text())["comparisons"] == first_report["comparisons"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sfpo_verl.cpu.study.runner import RunSpec  # noqa: E402
+from sfpo_verl.cpu.study.runner import DONE_FILE, RunSpec  # noqa: E402
 from sfpo_verl.paper.analysis.efficiency import held_out_accuracy, progress  # noqa: E402
 from sfpo_verl.paper.analysis.measures import (  # noqa: E402
     LAST_VALIDATIONS,
@@ -37,7 +38,8 @@ MEASURE_LABELS = {"auc": "AUC", "last3_mean": f"mean of last {LAST_VALIDATIONS}"
 
 def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
     """One run's per-validation accuracy (fraction), rollouts and training seconds, and its
-    training seconds in all (verl's `timing_s/step` summed over every step)."""
+    training seconds in all (verl's `timing_s/step` summed over every step), and how many runs
+    shared the machine with it (its seconds depend on that)."""
     loaded = load_run(run.name, run.metrics, rollouts_per_step)
     accuracy = held_out_accuracy(loaded.metrics)
     elapsed = progress(loaded)
@@ -49,6 +51,7 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
         "rollouts": [int(elapsed.at[step, "rollouts"]) for step in accuracy.index],
         "seconds": [round(float(elapsed.at[step, "seconds"]), 2) for step in accuracy.index],
         "training_seconds": round(float(elapsed["seconds"].iloc[-1]), 2),
+        "runs_at_once": json.loads((run.folder / DONE_FILE).read_text()).get("runs_at_once", 1),
     }
 
 
@@ -120,6 +123,7 @@ def summarize(runs: list[dict], settings: dict) -> dict:
 
 def write_report(runs: list[dict], failures: dict[str, str], out_dir: Path, settings: dict) -> tuple[Path, Path, Path]:
     """report.json, report.md and curves.png in `out_dir`."""
+    settings = {**settings, "runs_at_once": dict(Counter(run["runs_at_once"] for run in runs))}
     summary = summarize(runs, settings)
     png, md, js = out_dir / "curves.png", out_dir / "report.md", out_dir / "report.json"
     plot(runs, png)
@@ -184,6 +188,16 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
     return "\n".join(lines)
 
 
+def _runs_at_once_text(settings: dict) -> str:
+    counts = settings.get("runs_at_once", {})
+    if set(counts) <= {1}:
+        return "every run had the study's machine to itself."
+    shares = ", ".join(f"{n} run{'s' if n > 1 else ''} {'alone' if at_once == 1 else f'{at_once} at a time'}"
+                       for at_once, n in sorted(counts.items()))
+    return (f"seconds grow with the runs sharing the machine ({shares}), so compare them only between runs "
+            f"that ran alike; a run's seeding (samples, updates) does not depend on it.")
+
+
 def _comparison_lines(comparisons: list[dict], settings: dict) -> list[str]:
     lines = [
         "## Comparisons (arm − baseline, paired by seed)",
@@ -196,7 +210,7 @@ def _comparison_lines(comparisons: list[dict], settings: dict) -> list[str]:
         f"{settings['rollout_budget']} rollouts, divided by the budget (the "
         f"trapezoid rule over the validations); mean of last {LAST_VALIDATIONS}: of the last {LAST_VALIDATIONS} "
         f"validations; final: the last validation. Training seconds: mean per run of verl's `timing_s/step` "
-        f"summed, over the same seeds.",
+        f"summed, over the same seeds; {_runs_at_once_text(settings)}",
         "",
     ]
     if not comparisons:

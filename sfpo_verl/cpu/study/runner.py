@@ -1,4 +1,4 @@
-"""Runs a study's arms x seeds through `python -m sfpo_verl.main`, one run after another.
+"""Runs a study's arms x seeds through `python -m sfpo_verl.main`, one after another or a few at once.
 
 A run trains in its work folder (verl's log, metrics and checkpoints); when it finishes, its
 metrics (gzip-compressed: verl logs hundreds of metrics a step, about 4 kB a step as plain
@@ -7,6 +7,11 @@ keeps its results apart, e.g. committed to the repository). Resumable: a results
 both files is a finished run and is skipped next time, whoever ran it; a run without them
 (killed, or failed) starts again from scratch. A failed run is reported with its log and the
 other runs go on.
+
+Running two at once is worth it on a small machine: verl's loop is a pipeline of
+single-threaded processes that leaves much of 2 cores idle. Sharing the machine changes a run's
+seconds (`done.json` records how many ran at once), not its seeding: its samples and updates
+follow its seed whatever else runs, as in any two launches (tests/test_exact_resume.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,13 +79,18 @@ def plan_runs(base: list[str], arms: dict[str, dict], seeds: list[int], task: Ta
 Launcher = Callable[[str, list[str], Path, int], dict]
 
 
-def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm) -> dict[str, str]:
-    """Run what is not done yet; returns {run name: error} for the runs that failed."""
+def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, jobs: int = 1) -> dict[str, str]:
+    """Run what is not done yet, up to `jobs` at a time in plan order; returns {run name: error}
+    for the runs that failed."""
     failures = {}
+    todo = []
     for index, run in enumerate(runs, 1):
         if run.done:
             print(f"[study] {index}/{len(runs)} {run.name}: done before, skipped", flush=True)
-            continue
+        else:
+            todo.append((index, run))
+
+    def run_one(index: int, run: RunSpec) -> None:
         for folder in (run.folder, run.work_folder):  # a killed run's partial output
             shutil.rmtree(folder, ignore_errors=True)
         print(f"[study] {index}/{len(runs)} {run.name}", flush=True)
@@ -89,9 +100,20 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm) -
         except RuntimeError as error:
             failures[run.name] = str(error) if str(run.log) in str(error) else f"{error} (log: {run.log})"
             print(f"[study] {run.name} FAILED: {error}; the other runs go on", flush=True)
-            continue
+            return
         run.folder.mkdir(parents=True, exist_ok=True)
         with open(run.work_folder / "metrics.jsonl", "rb") as plain, gzip.open(run.metrics, "wb") as packed:
             shutil.copyfileobj(plain, packed)
-        (run.folder / DONE_FILE).write_text(json.dumps({"seconds": round(time.time() - start, 1), **result}))
+        done = {"seconds": round(time.time() - start, 1), **result, "runs_at_once": jobs}
+        (run.folder / DONE_FILE).write_text(json.dumps(done))
+        if jobs > 1:
+            print(f"[study] {index}/{len(runs)} {run.name}: done", flush=True)
+
+    if jobs == 1:
+        for index, run in todo:
+            run_one(index, run)
+        return failures
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for finished in [pool.submit(run_one, index, run) for index, run in todo]:
+            finished.result()  # re-raises what a launch raised other than a failed run (e.g. Ctrl-C)
     return failures
