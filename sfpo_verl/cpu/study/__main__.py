@@ -3,7 +3,8 @@ report of the grid's comparisons, paired by seed, with intervals and p-values.
 
     python -m sfpo_verl.cpu.study --out-dir DIR [--work-dir SCRATCH] [--seeds 3]
                                   [--grid default|ablations|epochs|stepsize] [--arms NAME,...]
-                                  [--targets 0.60,0.65,0.70] [--jobs 1] [--config YAML] [verl overrides ...]
+                                  [--targets 0.60,0.65,0.70] [--jobs 1] [--report-only]
+                                  [--config YAML] [verl overrides ...]
     bash scripts/study.sh --out-dir runs/study          # the same, in the project's .venv
 
 Settings: the quickstart's (sfpo_verl/cpu/quickstart/quickstart.yaml, or --config, over the CPU
@@ -23,6 +24,8 @@ rerunning with more seeds runs only the new ones. Bad arguments are refused befo
 runs at once took 1.08x the training step and 1.7x the validation of one run alone), at twice
 the memory (a run peaks near 7 GiB); a run's seeding does not change, its seconds do (the
 report says how many runs shared the machine).
+--report-only writes the report from the runs finished so far and runs nothing, so a study can be
+read while another process runs it; the runs still missing are named at the top.
 Exits 1 if a run failed (the report then covers the others and names the failed run's log).
 """
 
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", default=DEFAULT_TARGETS,
                         help="accuracy targets, fixed before the runs (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: report the runs finished so far (e.g. while another study process runs)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="quickstart-style yaml (default: %(default)s)")
     args, verl_overrides = parser.parse_known_args(argv)
     if args.seeds < 1:
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
     values = dict(o.lstrip("+").split("=", 1) for o in base)
     total_steps = int(values["trainer.total_training_steps"])
     print(f"[study] grid {args.grid}: {len(arms)} arms x {len(seeds)} seeds = {len(runs)} runs into {out_dir}", flush=True)
-    failures = run_all(runs, total_steps, jobs=args.jobs)
+    failures = {} if args.report_only else run_all(runs, total_steps, jobs=args.jobs)
 
     per_step = rollouts_per_step(base)
     val_problems = len(pd.read_parquet(task.val))
@@ -117,6 +122,7 @@ def main(argv=None) -> int:
         "val_samples": val_samples,
         "accuracy_se_at_half": math.sqrt(0.25 / (val_problems * val_samples)),
         "overrides": verl_overrides,
+        "unfinished": [run.name for run in runs if not run.done and run.name not in failures],
     }
     finished = [read_run(run, per_step) for run in runs if run.done]
     report_json, report_md, png = write_report(finished, failures, out_dir, settings)

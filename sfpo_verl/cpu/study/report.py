@@ -180,6 +180,11 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
     ]
     if failures:
         lines += ["**Failed runs** (left out below):", ""] + [f"- {name}: {error}" for name, error in failures.items()] + [""]
+    unfinished = settings.get("unfinished", [])
+    if unfinished:
+        lines += [f"**Not finished yet: {len(unfinished)} of the grid's runs** (left out below, so an arm may have fewer "
+                  f"seeds than the others and a comparison covers only the seeds both arms finished): "
+                  f"{', '.join(unfinished)}.", ""]
     lines += _comparison_lines(summary["comparisons"], settings)
     lines += _plateau_lines(summary, settings)
     lines += _target_lines(summary["targets"], settings)
@@ -191,7 +196,7 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
 def _runs_at_once_text(settings: dict) -> str:
     counts = settings.get("runs_at_once", {})
     if set(counts) <= {1}:
-        return "every run had the study's machine to itself."
+        return "each run was the only run of a study on the machine at the time (other work there is not recorded)."
     shares = ", ".join(f"{n} run{'s' if n > 1 else ''} {'alone' if at_once == 1 else f'{at_once} at a time'}"
                        for at_once, n in sorted(counts.items()))
     return (f"seconds grow with the runs sharing the machine ({shares}), so compare them only between runs "
