@@ -175,25 +175,38 @@ def test_a_failed_run_is_named_with_its_log_and_the_others_go_on(tmp_path, jobs)
     assert [r.done for r in runs] == [True, True, False, True, True, True]
 
 
-def test_a_killed_study_continues_where_it_stopped(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_killed_study_continues_where_it_stopped(tmp_path, jobs):
+    """The third run is interrupted (as by Ctrl-C); with two at a time the fourth is running then
+    and finishes, and no further run starts. The next study runs only what is unfinished."""
     runs = plan(tmp_path)
-    launched = []
+    killed, beside = runs[2].folder, runs[3].folder
+    launched, beside_started, interrupted_now = [], threading.Event(), threading.Event()
 
     def interrupted(arm, overrides, folder, total_steps):
-        if len(launched) == 3:
+        launched.append(folder)
+        if folder == killed:
+            if jobs == 2:
+                assert beside_started.wait(10), "the fourth run should be running beside the third"
             folder.mkdir(parents=True)
             (folder / "metrics.jsonl").write_text("partial")
+            interrupted_now.set()
             raise KeyboardInterrupt
-        launched.append(folder)
+        if folder == beside:
+            beside_started.set()
+            assert interrupted_now.wait(10)
+            time.sleep(0.2)  # the interruption reaches the runner before this run ends
         return fake_launch(arm, overrides, folder, total_steps)
 
     with pytest.raises(KeyboardInterrupt):
-        run_all(runs, 6, interrupted)
-    assert sum(r.done for r in runs) == 3
+        run_all(runs, 6, interrupted, jobs)
+    expected = [r.folder for r in runs[:3 + (jobs - 1)]]
+    assert sorted(launched) == sorted(expected)  # nothing started after the interruption
+    assert [r.folder for r in runs if r.done] == [f for f in expected if f != killed]
 
     relaunched = []
     run_all(plan(tmp_path), 6, lambda *args: relaunched.append(args[2]) or fake_launch(*args))
-    assert relaunched == [r.folder for r in runs[3:]]  # only the unfinished runs, the killed one from scratch
+    assert relaunched == [r.folder for r in runs if r.folder not in expected or r.folder == killed]
     assert all((r.folder / DONE_FILE).exists() for r in runs)
 
 
@@ -207,21 +220,14 @@ def test_more_seeds_run_only_the_new_ones(tmp_path):
 def test_runs_two_at_a_time_overlap_and_give_the_results_of_one_at_a_time(tmp_path):
     alone = plan(tmp_path / "alone")
     run_all(alone, 6, fake_launch)
-    in_flight, most_in_flight, lock = set(), [], threading.Lock()
+    both_running = threading.Barrier(2)
 
     def overlapping(arm, overrides, folder, total_steps):
-        with lock:
-            in_flight.add(folder)
-            most_in_flight.append(len(in_flight))
-        time.sleep(0.2)  # long enough for the other worker to start its run
-        result = fake_launch(arm, overrides, folder, total_steps)
-        with lock:
-            in_flight.discard(folder)
-        return result
+        both_running.wait(timeout=10)  # breaks (and fails the test) unless another run is in flight
+        return fake_launch(arm, overrides, folder, total_steps)
 
     paired = plan(tmp_path / "paired")
-    run_all(paired, 6, overlapping, jobs=2)
-    assert max(most_in_flight) == 2
+    assert run_all(paired, 6, overlapping, jobs=2) == {}
     for one, two in zip(alone, paired):
         assert read_run(two, ROLLOUTS_PER_STEP) == {**read_run(one, ROLLOUTS_PER_STEP), "runs_at_once": 2}
     settings = {**SETTINGS, "seeds": [0, 1, 2]}

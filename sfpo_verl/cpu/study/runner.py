@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +91,11 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
         else:
             todo.append((index, run))
 
+    stopping = threading.Event()  # a launch raised something other than a failed run: start no more
+
     def run_one(index: int, run: RunSpec) -> None:
+        if stopping.is_set():
+            return
         for folder in (run.folder, run.work_folder):  # a killed run's partial output
             shutil.rmtree(folder, ignore_errors=True)
         print(f"[study] {index}/{len(runs)} {run.name}", flush=True)
@@ -101,6 +106,9 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
             failures[run.name] = str(error) if str(run.log) in str(error) else f"{error} (log: {run.log})"
             print(f"[study] {run.name} FAILED: {error}; the other runs go on", flush=True)
             return
+        except BaseException:
+            stopping.set()
+            raise
         run.folder.mkdir(parents=True, exist_ok=True)
         with open(run.work_folder / "metrics.jsonl", "rb") as plain, gzip.open(run.metrics, "wb") as packed:
             shutil.copyfileobj(plain, packed)
@@ -113,7 +121,11 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
         for index, run in todo:
             run_one(index, run)
         return failures
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         for finished in [pool.submit(run_one, index, run) for index, run in todo]:
-            finished.result()  # re-raises what a launch raised other than a failed run (e.g. Ctrl-C)
+            finished.result()  # re-raises what a launch raised other than a failed run
+    finally:  # e.g. Ctrl-C in this thread: start no further run (those running got the signal too)
+        stopping.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     return failures
