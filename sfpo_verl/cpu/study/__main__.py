@@ -21,9 +21,9 @@ deterministically, shared by every run), verl's logs and checkpoints go under SC
 Resumable: a run folder holding metrics.jsonl.gz and done.json is finished and never rerun, so
 rerunning with more seeds runs only the new ones. Bad arguments are refused before any run.
 --jobs 2 runs two at a time: one run leaves much of a 2-core machine idle (measured there: two K=7
-runs at once took 1.08x the training step and 1.7x the validation of one run alone), at twice
-the memory (a run peaks near 7 GiB); a run's seeding does not change, its seconds do (the
-report says how many runs shared the machine).
+runs at once took 2758 s each, one alone 1685 s: 1.22x the runs per hour), at twice the memory
+(a run peaks near 7 GiB); a run's seeding does not change, its seconds do (the report says how
+many runs shared the machine).
 --report-only writes the report from the runs finished so far and runs nothing, so a study can be
 read while another process runs it; the runs still missing are named at the top.
 Exits 1 if a run failed (the report then covers the others and names the failed run's log).
