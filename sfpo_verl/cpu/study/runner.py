@@ -114,14 +114,9 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
             shutil.copyfileobj(plain, packed)
         done = {"seconds": round(time.time() - start, 1), **result, "runs_at_once": jobs}
         (run.folder / DONE_FILE).write_text(json.dumps(done))
-        if jobs > 1:
-            print(f"[study] {index}/{len(runs)} {run.name}: done", flush=True)
+        print(f"[study] {index}/{len(runs)} {run.name}: done", flush=True)
 
-    if jobs == 1:
-        for index, run in todo:
-            run_one(index, run)
-        return failures
-    pool = ThreadPoolExecutor(max_workers=jobs)
+    pool = ThreadPoolExecutor(max_workers=jobs)  # with one worker, the runs one after another
     try:
         for finished in [pool.submit(run_one, index, run) for index, run in todo]:
             finished.result()  # re-raises what a launch raised other than a failed run
