@@ -22,7 +22,8 @@ Checks: alpha > 0 on every SFPO step and 0 on every GRPO step; after an update, 
 log-probs agree with the actor's (weight sync works); the resume; the anchor's accelerator
 bytes (0 with anchor_device=cpu); the rewards equal the math reward of the generated text.
 Writes DIR/smoke_report.json and prints per-phase times, each arm's peak accelerator memory and
-the anchor's bytes. Exits 1 when a check fails, naming it and the arm's log.
+the anchor's bytes. Exits 1 when a check fails, naming it and the arm's log. On the CPU two arms
+run at a time (`--jobs`): one launch keeps about one of two cores busy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import importlib.util
 import json
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,7 +238,9 @@ def select_arms(arms: list[Arm], names: list[str] | None) -> list[Arm]:
     return chosen
 
 
-def run_smoke(device: str, out: Path, rollout: str, arm_names: list[str] | None = None) -> dict:
+def run_smoke(device: str, out: Path, rollout: str, arm_names: list[str] | None = None, jobs: int = 1) -> dict:
+    """Launch the arms, `jobs` at a time (an arm that resumes another starts once that one ended),
+    check each, and write the report."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     task_dir = out / "task"
@@ -247,24 +251,37 @@ def run_smoke(device: str, out: Path, rollout: str, arm_names: list[str] | None 
     arms, skipped = arms_for(device)
     arms = select_arms(arms, arm_names)
     report = {"device": device, "rollout": base["actor_rollout_ref.rollout.name"], "steps": STEPS,
-              "accelerator": _accelerator_name(device), "arms": {}, "skipped": skipped}
-    failed = set()
-    for arm in arms:
-        if arm.resume_from in failed:
-            report["skipped"][arm.name] = f"the {arm.resume_from} arm it resumes failed"
-            continue
-        entry = report["arms"][arm.name] = {"overrides": {k: str(v) for k, v in arm.overrides.items()}}
+              "accelerator": _accelerator_name(device), "arms_at_once": jobs, "arms": {}, "skipped": skipped}
+    entries: dict[str, Future] = {}
+
+    def run_checked(arm: Arm) -> dict | str:
+        """The arm's report entry, or why it was skipped."""
         if arm.resume_from:
+            resumed = entries[arm.resume_from].result()
+            if "launch" in resumed["checks"]:
+                return f"the {arm.resume_from} arm it resumes failed"
             _mark_switch_fired(out / arm.resume_from / "checkpoints" / f"global_step_{SAVE_STEP}")
+        entry = {"overrides": {k: str(v) for k, v in arm.overrides.items()}}
         try:
             steps, seconds, log = launch(arm, arm_overrides(arm, base, task, out), out)
         except RuntimeError as failure:
             entry["checks"] = {"launch": {"ok": False, "detail": str(failure)}}
-            failed.add(arm.name)
-            continue
+            return entry
         entry.update(wall_s=round(seconds, 1), log=str(log), **summarize(steps), checks=check_arm(arm, steps, device))
         if arm.name == "grpo":
             entry["checks"]["rewards"] = check_rewards(out / arm.name)
+        return entry
+
+    # in launch order, so an arm that resumes another is submitted after it and cannot wait on
+    # an arm that has not started
+    with ThreadPoolExecutor(jobs) as pool:
+        for arm in arms:
+            entries[arm.name] = pool.submit(run_checked, arm)
+    for name, entry in entries.items():
+        if isinstance(entry.result(), str):
+            report["skipped"][name] = entry.result()
+        else:
+            report["arms"][name] = entry.result()
     report["ok"] = all(c["ok"] for entry in report["arms"].values() for c in entry["checks"].values())
     (out / "smoke_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -287,7 +304,8 @@ def _accelerator_name(device: str) -> str:
 
 
 def print_report(report: dict) -> None:
-    print(f"\nSmoke run on {report['accelerator']}, rollout {report['rollout']}, {report['steps']} steps per arm")
+    print(f"\nSmoke run on {report['accelerator']}, rollout {report['rollout']}, {report['steps']} steps per arm, "
+          f"{report['arms_at_once']} arm(s) at a time (wall seconds include the others' load)")
     print("| arm | wall s | gen s | update_actor s | SFPO fast s | reposition s | slow s | peak alloc GB | "
           "anchor bytes | anchor accelerator bytes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -320,7 +338,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rollout", choices=("vllm", "hf"), default="vllm",
                         help="CUDA only: vllm (verl's GPU default) or hf (this package's host-memory rollout)")
     parser.add_argument("--arms", default=None, help="comma-separated subset of the arms (default: all)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="arms launched at a time (default: 2 on the CPU, where one launch keeps about one "
+                             "core busy; 1 on CUDA, so each arm's peak memory is its own)")
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be 1 or more")
+    jobs = args.jobs or (2 if args.device == "cpu" else 1)
     args.out_dir = args.out_dir or Path(f"runs/smoke_{args.device}")
     if args.device == "cuda":
         import torch
@@ -332,7 +356,7 @@ def main(argv=None) -> int:
             parser.error("--rollout vllm: vLLM is not installed (bash scripts/setup_gpu.sh installs it); "
                          "--rollout hf runs every other check without it")
     try:
-        report = run_smoke(args.device, args.out_dir, args.rollout, args.arms.split(",") if args.arms else None)
+        report = run_smoke(args.device, args.out_dir, args.rollout, args.arms.split(",") if args.arms else None, jobs)
     except ValueError as error:
         parser.error(str(error))
     print_report(report)

@@ -1,7 +1,8 @@
 """verl features a GRPO config may carry, end to end with SFPO on the CPU: the real v1 trainer
 through `python -m sfpo_verl.main`, launched and checked with the smoke harness's helpers
 (`device_settings`, `arm_overrides`, `launch`, `check_arm`: alpha > 0 on every step, the anchor,
-weight sync). Three launches (~1 min of start-up each), features combined where they compose:
+weight sync). Three launches (~1 min of start-up each, two at a time), features combined where they
+compose:
 
   actor_features  dynamic batch size, ppo_epochs=2, shuffle, gradient checkpointing
   dapo_rollout_correction  DAPO as verl 0.9.1 exposes it (clip-higher, token-mean, dynamic
@@ -20,6 +21,7 @@ which needs an accelerator): KL loss runs here with LoRA, whose reference is the
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -67,21 +69,25 @@ ARMS = {
 
 
 @pytest.fixture(scope="module")
-def run_arm(tmp_path_factory):
-    """Launch an arm on first use (one trainer at a time); its metrics by step."""
+def launched(tmp_path_factory) -> dict[str, Future]:
+    """Every arm launched, two at a time (a launch keeps about one of the two cores busy), even
+    when only one of the tests here was selected."""
     out = tmp_path_factory.mktemp("compat_cpu")
     build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
     task, base = TaskPaths(out / "task"), device_settings("cpu", "hf")
-    finished: dict[str, dict] = {}
 
-    def run(name: str) -> dict:
-        if name not in finished:
-            arm = ARMS[name]
-            steps, _, log = launch(arm, arm_overrides(arm, base, task, out), out)
-            finished[name] = {"arm": arm, "steps": steps, "log": log, "task": task}
-        return finished[name]
+    def run(arm: Arm) -> dict:
+        steps, _, log = launch(arm, arm_overrides(arm, base, task, out), out)
+        return {"arm": arm, "steps": steps, "log": log, "task": task}
 
-    return run
+    with ThreadPoolExecutor(2) as pool:
+        return {name: pool.submit(run, arm) for name, arm in ARMS.items()}
+
+
+@pytest.fixture
+def run_arm(launched):
+    """An arm's metrics by step, its log and task; its launch's failure fails only its test."""
+    return lambda name: launched[name].result()
 
 
 def assert_smoke_checks(run: dict, skip: tuple[str, ...] = ()):

@@ -1,8 +1,8 @@
 """End to end on the CPU: the real verl trainer (`python -m sfpo_verl.main`: Ray, agent loop,
 hf rollout, reward loop, FSDP2 on gloo, checkpointing, weight sync), run through the smoke
 harness that the GPU smoke run uses (`bash scripts/gpu_smoke.sh --cpu`): the same arms and the
-same checks on either device. Four trainer launches (~1 min of start-up each), shared by all
-tests here."""
+same checks on either device. Four trainer launches (~1 min of start-up each, two at a time),
+shared by all tests here."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ tests/test_reproducibility.py) and, at the end, bit-identical actor weights and 
 The same launches prove reproducibility (issue 8): the straight run and the run later killed are
 two launches of one config and seed, so their steps up to the kill (the validation before
 training, three SFPO or GRPO steps, each of two mini-batches of two micro-batches) log identical
-metrics. Three launches per arm, shared by both checks.
+metrics. Three launches per arm, shared by both checks; the two arms run at once.
 
 What makes it exact: verl's checkpoint holds the model, optimizer, LR scheduler and data-loader
 position; sfpo_state.json holds the entropy switch's window; prompt uids follow the step and
@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +62,22 @@ def overrides_for(arm: str, out: Path, task) -> list[str]:
     return arm_overrides(Arm(arm, arm, settings), device_settings("cpu", "hf"), task, out)
 
 
-def start(overrides: list[str], metrics: Path, log: Path) -> tuple[subprocess.Popen, str]:
+@contextmanager
+def launched(overrides: list[str], metrics: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """A run of `python -m sfpo_verl.main` with its own Ray (a private temp dir, so two runs at
+    once start two clusters); on exit every process of it is killed and the temp dir removed."""
     marker = uuid.uuid4().hex
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), PYTHONUNBUFFERED="1", **{RUN_MARKER: marker})
+    ray_tmp = tempfile.mkdtemp(prefix="sfpo-ray-")
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), PYTHONUNBUFFERED="1", RAY_TMPDIR=ray_tmp,
+               **{RUN_MARKER: marker})
     env.pop("VERL_PLATFORM", None)
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=out,
+    try:
+        with open(log, "w") as out:
+            yield subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=out,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return process, marker
+    finally:
+        kill_run(marker)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def logged_steps(metrics: Path) -> list[int]:
@@ -93,11 +106,8 @@ def run_to_end(overrides: list[str], folder: Path) -> dict[int, dict]:
     from sfpo_verl.paper.analysis.runs import read_file_logger
 
     folder.mkdir(parents=True, exist_ok=True)
-    process, marker = start(overrides, folder / "metrics.jsonl", folder / "train.log")
-    try:
+    with launched(overrides, folder / "metrics.jsonl", folder / "train.log") as process:
         code = process.wait(timeout=LAUNCH_TIMEOUT_S)
-    finally:
-        kill_run(marker)
     assert code == 0, (folder / "train.log").read_text()[-3000:]
     return read_file_logger(folder / "metrics.jsonl")
 
@@ -107,16 +117,13 @@ def run_and_kill_during_step(overrides: list[str], folder: Path, step: int) -> N
     is written before its metrics), and check that step `step` never finished."""
     folder.mkdir(parents=True, exist_ok=True)
     metrics = folder / "metrics.jsonl"
-    process, marker = start(overrides, metrics, folder / "train.log")
     deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-    try:
+    with launched(overrides, metrics, folder / "train.log") as process:
         while step - 1 not in logged_steps(metrics):
             assert process.poll() is None, (folder / "train.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the run did not reach the kill point in time"
             time.sleep(0.1)
         time.sleep(0.5)  # inside step `step`: generation alone takes longer on 2 cores
-    finally:
-        kill_run(marker)
     process.wait()
     assert step not in logged_steps(metrics), f"step {step} finished before the kill: kill earlier"
 
@@ -163,11 +170,13 @@ class Launches:
     resumed_checkpoints: Path
 
 
-@pytest.fixture(scope="module", params=["sfpo", "grpo"])
-def launches(request, task, tmp_path_factory) -> Launches:
+ARMS = ("sfpo", "grpo")
+
+
+def launch_arm(arm: str, task, root: Path) -> Launches:
+    """The arm's three launches, one after another: straight; then killed and resumed."""
     from sfpo_verl.paper.analysis.runs import read_file_logger
 
-    arm, root = request.param, tmp_path_factory.mktemp(f"exact_resume_{request.param}")
     straight = run_to_end(overrides_for(arm, root / "straight", task), root / "straight" / arm)
     interrupted = overrides_for(arm, root / "interrupted", task)
     killed_folder = root / "interrupted" / arm / "killed"
@@ -176,6 +185,19 @@ def launches(request, task, tmp_path_factory) -> Launches:
     resumed = run_to_end(interrupted, root / "interrupted" / arm)  # resume_mode=auto: from step 3
     return Launches(arm, straight, killed, resumed, root / "straight" / arm / "checkpoints",
                     root / "interrupted" / arm / "checkpoints")
+
+
+@pytest.fixture(scope="module")
+def launches_by_arm(task, tmp_path_factory) -> dict[str, Future]:
+    """Both arms' launches, the two arms at once: a launch keeps about one of two cores busy."""
+    roots = {arm: tmp_path_factory.mktemp(f"exact_resume_{arm}") for arm in ARMS}
+    with ThreadPoolExecutor(len(ARMS)) as pool:
+        return {arm: pool.submit(launch_arm, arm, task, roots[arm]) for arm in ARMS}
+
+
+@pytest.fixture(params=ARMS)
+def launches(request, launches_by_arm) -> Launches:
+    return launches_by_arm[request.param].result()  # an arm's failure fails only that arm's tests
 
 
 @pytest.mark.slow
