@@ -277,11 +277,9 @@ def run_smoke(device: str, out: Path, rollout: str, arm_names: list[str] | None 
     with ThreadPoolExecutor(jobs) as pool:
         for arm in arms:
             entries[arm.name] = pool.submit(run_checked, arm)
-    for name, entry in entries.items():
-        if isinstance(entry.result(), str):
-            report["skipped"][name] = entry.result()
-        else:
-            report["arms"][name] = entry.result()
+    for name, future in entries.items():
+        result = future.result()
+        report["skipped" if isinstance(result, str) else "arms"][name] = result
     report["ok"] = all(c["ok"] for entry in report["arms"].values() for c in entry["checks"].values())
     (out / "smoke_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
