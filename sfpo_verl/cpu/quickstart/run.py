@@ -36,6 +36,13 @@ DEFAULT_CONFIG = Path(__file__).with_name("quickstart.yaml")
 REWARD_PATH = "pkg://sfpo_verl.paper.reward.math_reward"
 
 
+def say(line: str) -> None:
+    """Print one line in one write: arms and study runs that run at once print from several
+    threads, and print() writes the line and its newline separately."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
 def read_config(path: Path = DEFAULT_CONFIG) -> dict:
     """A quickstart-style yaml, its `verl:` settings put over the CPU platform's
     (sfpo_verl/cpu/platform/cpu_settings.yaml): a key it sets replaces the platform's value."""
@@ -83,7 +90,7 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
     env["RAY_TMPDIR"] = ray_tmp
     start = time.time()
     with open(arm_dir / "train.log", "w") as log:
-        print(f"[{arm}] training ({total_steps} steps); verl's log: {arm_dir / 'train.log'}", flush=True)
+        say(f"[{arm}] training ({total_steps} steps); verl's log: {arm_dir / 'train.log'}")
         process = subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
         watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start, memory_log)
@@ -102,7 +109,7 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
     if returncode != 0:
         raise RuntimeError(f"The {arm} arm failed (exit {returncode}); see {arm_dir / 'train.log'}"
                            f"{_log_tail(arm_dir / 'train.log')}")
-    print(f"[{arm}] done in {seconds:.0f}s, peak memory of its processes {watcher.peak_rss_gb:.1f} GiB", flush=True)
+    say(f"[{arm}] done in {seconds:.0f}s, peak memory of its processes {watcher.peak_rss_gb:.1f} GiB")
     return {"wall_seconds": round(seconds, 1), "peak_rss_gib": round(watcher.peak_rss_gb, 2)}
 
 
@@ -156,7 +163,7 @@ class _ProgressWatcher(threading.Thread):
             if "sfpo/alpha" in data:
                 parts.append(f"alpha {data['sfpo/alpha']:.2f}")
             parts.append(f"({time.time() - self.start_time:.0f}s)")
-            print("  ".join(parts), flush=True)
+            say("  ".join(parts))
         self._lines_seen = len(lines)
 
     def _sample_memory(self):

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfpo_verl.cpu.quickstart.run import arm_overrides, run_arm
+from sfpo_verl.cpu.quickstart.run import arm_overrides, run_arm, say
 from sfpo_verl.cpu.settings import hydra_value, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths
 
@@ -87,7 +87,7 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
     todo = []
     for index, run in enumerate(runs, 1):
         if run.done:
-            print(f"[study] {index}/{len(runs)} {run.name}: done before, skipped", flush=True)
+            say(f"[study] {index}/{len(runs)} {run.name}: done before, skipped")
         else:
             todo.append((index, run))
 
@@ -98,13 +98,13 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
             return
         for folder in (run.folder, run.work_folder):  # a killed run's partial output
             shutil.rmtree(folder, ignore_errors=True)
-        print(f"[study] {index}/{len(runs)} {run.name}", flush=True)
+        say(f"[study] {index}/{len(runs)} {run.name}")
         start = time.time()
         try:
             result = launch(run.arm, list(run.overrides), run.work_folder, total_steps)
         except RuntimeError as error:
             failures[run.name] = str(error) if str(run.log) in str(error) else f"{error} (log: {run.log})"
-            print(f"[study] {run.name} FAILED: {error}; the other runs go on", flush=True)
+            say(f"[study] {run.name} FAILED: {error}; the other runs go on")
             return
         except BaseException:
             stopping.set()
@@ -114,7 +114,7 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
             shutil.copyfileobj(plain, packed)
         done = {"seconds": round(time.time() - start, 1), **result, "runs_at_once": jobs}
         (run.folder / DONE_FILE).write_text(json.dumps(done))
-        print(f"[study] {index}/{len(runs)} {run.name}: done", flush=True)
+        say(f"[study] {index}/{len(runs)} {run.name}: done")
 
     pool = ThreadPoolExecutor(max_workers=jobs)  # with one worker, the runs one after another
     try:
