@@ -1,14 +1,13 @@
 """verl features a GRPO config may carry, end to end with SFPO on the CPU: the real v1 trainer
 through `python -m sfpo_verl.main`, launched and checked with the smoke harness's helpers
 (`device_settings`, `arm_overrides`, `launch`, `check_arm`: alpha > 0 on every step, the anchor,
-weight sync). Three launches (~1 min of start-up each, two at a time), features combined where they
-compose:
+weight sync). Two launches at once (~1 min of start-up each), features combined where they compose:
 
-  actor_features  dynamic batch size, ppo_epochs=2, shuffle, gradient checkpointing
-  dapo_rollout_correction  DAPO as verl 0.9.1 exposes it (clip-higher, token-mean, dynamic
-                  sampling via algorithm.filter_groups, overlong penalty via the dapo reward
-                  manager) with rollout correction's token importance weights (decoupled mode:
-                  old log-probs recomputed, IS weights in the actor loss)
+  dapo_actor_features  DAPO as verl 0.9.1 exposes it (clip-higher, token-mean, dynamic sampling
+                  via algorithm.filter_groups, overlong penalty via the dapo reward manager) with
+                  rollout correction's token importance weights (decoupled mode: old log-probs
+                  recomputed, IS weights in the actor loss), and the actor features dynamic batch
+                  size, ppo_epochs=2, shuffle, gradient checkpointing
   lora_kl_loss    LoRA adapters merged for the rollout (the anchor holds only the adapters), with
                   KL loss against the reference model (with LoRA: the actor without its adapters)
 
@@ -32,15 +31,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.verl09(reason="end-to-end CPU runs (
 
 LORA = {"actor_rollout_ref.model.lora_rank": 4, "actor_rollout_ref.model.lora_alpha": 8,
         "actor_rollout_ref.model.target_modules": "all-linear"}
+ACTOR_FEATURES = {
+    "actor_rollout_ref.actor.use_dynamic_bsz": True,
+    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": 64,
+    "actor_rollout_ref.actor.ppo_epochs": 2,
+    "actor_rollout_ref.actor.shuffle": True,
+    "actor_rollout_ref.model.enable_gradient_checkpointing": True,
+}
 ARMS = {
-    "actor_features": Arm("sfpo_actor_features", "sfpo", {
-        "actor_rollout_ref.actor.use_dynamic_bsz": True,
-        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": 64,
-        "actor_rollout_ref.actor.ppo_epochs": 2,
-        "actor_rollout_ref.actor.shuffle": True,
-        "actor_rollout_ref.model.enable_gradient_checkpointing": True,
-    }),
-    "dapo_rollout_correction": Arm("sfpo_dapo_rollout_correction", "sfpo", {
+    "dapo_actor_features": Arm("sfpo_dapo_actor_features", "sfpo", {
+        **ACTOR_FEATURES,
         "actor_rollout_ref.actor.clip_ratio_low": 0.2,
         "actor_rollout_ref.actor.clip_ratio_high": 0.28,
         "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
@@ -70,8 +70,8 @@ ARMS = {
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory) -> dict[str, Future]:
-    """Every arm launched, two at a time (a launch keeps about one of the two cores busy), even
-    when only one of the tests here was selected."""
+    """Both arms launched at once (a launch keeps about one of the two cores busy), even when
+    only one of the tests here was selected."""
     out = tmp_path_factory.mktemp("compat_cpu")
     build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
     task, base = TaskPaths(out / "task"), device_settings("cpu", "hf")
@@ -80,7 +80,7 @@ def launched(tmp_path_factory) -> dict[str, Future]:
         steps, _, log = launch(arm, arm_overrides(arm, base, task, out), out)
         return {"arm": arm, "steps": steps, "log": log, "task": task}
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(len(ARMS)) as pool:
         return {name: pool.submit(run, arm) for name, arm in ARMS.items()}
 
 
@@ -103,13 +103,13 @@ def metric_everywhere(steps: dict, key: str) -> list:
 
 
 def test_dynamic_bsz_epochs_shuffle_and_checkpointing(run_arm):
-    run = run_arm("actor_features")
+    run = run_arm("dapo_actor_features")
     assert_smoke_checks(run)
     metric_everywhere(run["steps"], "sfpo/fast_last_ppo_kl")
 
 
 def test_dapo_with_rollout_correction(run_arm):
-    run = run_arm("dapo_rollout_correction")
+    run = run_arm("dapo_actor_features")
     assert_smoke_checks(run)
     logged = set().union(*run["steps"].values())
     assert any("filter_groups" in key for key in logged), "dynamic sampling logged nothing"

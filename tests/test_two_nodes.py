@@ -13,6 +13,7 @@ torn down after the module).
   (tests/test_update_equivalence.py), and a displacement norm reduced over both nodes' shards.
   Compared at the worker level because a trainer-level comparison would need two more trainer
   launches and identical rollouts; the trainer's own update is this worker's `update_actor`.
+  These steps run while the trainer's launch is starting up on the same cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -50,7 +52,9 @@ LOOPBACK = "127.0.0.1"
 NEAR_EXACT = dict(rtol=1e-5, atol=1e-5)  # the two-rank test's tolerance (test_update_equivalence.py)
 MINI_BATCH = 4  # 8 sequences -> 2 optimizer steps per pass
 ALPHA, INNER_STEPS = 0.5, 2
-NODE_CPUS = 8  # logical; at least what the trainer's first line asks of every node (checked below)
+TRAINER_NODE_CPUS = 8  # logical; at least what the trainer's first line asks of every node (checked below)
+# plus the three 1-CPU ranks that the worker-level steps run on the head node beside the trainer
+NODE_CPUS = TRAINER_NODE_CPUS + 3
 TRAINER_TIMEOUT_S = 300  # the run takes about 1.5 min on 2 cores
 NODE_REQUIREMENT = re.compile(r"every node must offer (\d+) logical GPUs and at least (\d+) CPUs")
 RANK_LINE = re.compile(
@@ -103,54 +107,6 @@ def node_ids(cluster) -> tuple[str, str]:
     return cluster.head_node.node_id, worker.node_id
 
 
-# --- the trainer on two nodes --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trainer_run(cluster, tmp_path_factory):
-    out = tmp_path_factory.mktemp("two_nodes")
-    build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
-    name = "sfpo_two_nodes"
-    arm = Arm(name, "sfpo", {
-        "trainer.nnodes": 2,
-        "trainer.n_gpus_per_node": 1,
-        "+ray_kwargs.ray_init.address": cluster.address,
-        # The driver's environment does not reach a running cluster's processes: verl's file
-        # logger (in the task runner) learns where launch() reads the metrics through the runtime env.
-        "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH": out / name / "metrics.jsonl",
-    })
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_DEDUP_LOGS", "0")  # every rank's line reaches the driver's log
-        overrides = arm_overrides(arm, device_settings("cpu", "hf"), TaskPaths(out / "task"), out)
-        steps, _, log = launch(arm, overrides, out, timeout_s=TRAINER_TIMEOUT_S)
-    return arm, steps, log.read_text()
-
-
-def test_every_trainer_rank_has_the_plugin_and_the_cpu_platform_on_its_own_node(cluster, trainer_run):
-    _, _, log = trainer_run
-    ranks = {(role, int(rank)): (node, plugin, platform)
-             for role, rank, world, node, plugin, platform in RANK_LINE.findall(log) if world == "2"}
-    assert {rank for _, rank in ranks} == {0, 1}, f"rank lines found: {ranks}"
-    for (role, rank), (node, plugin, platform) in ranks.items():
-        assert (plugin, platform) == ("yes", "cpu"), f"{role} rank {rank} on node {node}"
-    actor_nodes = {rank: node for (role, rank), (node, _, _) in ranks.items() if "actor" in role}
-    assert sorted(actor_nodes.values()) == sorted(node_ids(cluster)), f"ranks by node: {actor_nodes}"
-
-
-def test_the_run_states_what_every_node_needs_and_the_nodes_offer_it(trainer_run):
-    _, _, log = trainer_run
-    (gpus, cpus), = {tuple(map(int, found)) for found in NODE_REQUIREMENT.findall(log)}
-    assert gpus == 1 and cpus <= NODE_CPUS
-
-
-def test_sfpo_steps_run_across_both_nodes(trainer_run):
-    arm, steps, _ = trainer_run
-    assert sorted(steps) == list(range(1, STEPS + 1))
-    checks = check_arm(arm, steps, "cpu")
-    for name in ("alpha", "weight_sync"):
-        assert checks[name]["ok"], f"{name}: {checks[name]['detail']}"
-
-
 # --- the same update on two nodes and on one node -------------------------------------------
 
 
@@ -191,8 +147,10 @@ def sfpo_step_on_rank(rank: int, world_size: int, port: int, model_path: str) ->
 
 
 @pytest.fixture(scope="module")
-def worker_steps(cluster, tmp_path_factory) -> dict[str, list[dict]]:
-    """Both ranks' results, for ranks on two nodes and for ranks on one node (run side by side)."""
+def worker_steps(cluster, trainer_launch, tmp_path_factory) -> dict[str, list[dict]]:
+    """Both ranks' results, for ranks on two nodes and for ranks on one node (run side by side,
+    and beside the trainer's launch, which `trainer_launch` has started; its tests come after
+    these so that nothing waits for it before these steps have run)."""
     model_path = str(build_random_qwen2(tmp_path_factory.mktemp("tiny_qwen2") / "model"))
     head, worker = node_ids(cluster)
     ray.init(address=cluster.address, log_to_driver=False)
@@ -242,6 +200,62 @@ def test_the_displacement_norm_is_reduced_over_both_nodes_shards(worker_steps):
     # every rank reports the norm over all shards, larger than its own shard's
     assert reported == pytest.approx([sum(local) ** 0.5] * 2, rel=1e-5)
     assert all(0 < s ** 0.5 < reported[0] * (1 - 1e-3) for s in local)
+
+
+# --- the trainer on two nodes --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trainer_launch(cluster, tmp_path_factory):
+    """The trainer's launch, running in the background from here on: the worker-level steps
+    below run beside it on the same cluster (its CPUs leave room for both)."""
+    out = tmp_path_factory.mktemp("two_nodes")
+    build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
+    name = "sfpo_two_nodes"
+    arm = Arm(name, "sfpo", {
+        "trainer.nnodes": 2,
+        "trainer.n_gpus_per_node": 1,
+        "+ray_kwargs.ray_init.address": cluster.address,
+        # The driver's environment does not reach a running cluster's processes: verl's file
+        # logger (in the task runner) learns where launch() reads the metrics through the runtime env.
+        "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH": out / name / "metrics.jsonl",
+    })
+    overrides = arm_overrides(arm, device_settings("cpu", "hf"), TaskPaths(out / "task"), out)
+    with pytest.MonkeyPatch.context() as env, ThreadPoolExecutor(1) as pool:
+        env.setenv("RAY_DEDUP_LOGS", "0")  # every rank's line reaches the driver's log
+        yield arm, pool.submit(launch, arm, overrides, out, timeout_s=TRAINER_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def trainer_run(trainer_launch):
+    arm, launched = trainer_launch
+    steps, _, log = launched.result()
+    return arm, steps, log.read_text()
+
+
+def test_every_trainer_rank_has_the_plugin_and_the_cpu_platform_on_its_own_node(cluster, trainer_run):
+    _, _, log = trainer_run
+    ranks = {(role, int(rank)): (node, plugin, platform)
+             for role, rank, world, node, plugin, platform in RANK_LINE.findall(log) if world == "2"}
+    assert {rank for _, rank in ranks} == {0, 1}, f"rank lines found: {ranks}"
+    for (role, rank), (node, plugin, platform) in ranks.items():
+        assert (plugin, platform) == ("yes", "cpu"), f"{role} rank {rank} on node {node}"
+    actor_nodes = {rank: node for (role, rank), (node, _, _) in ranks.items() if "actor" in role}
+    assert sorted(actor_nodes.values()) == sorted(node_ids(cluster)), f"ranks by node: {actor_nodes}"
+
+
+def test_the_run_states_what_every_node_needs_and_the_nodes_offer_it(trainer_run):
+    _, _, log = trainer_run
+    (gpus, cpus), = {tuple(map(int, found)) for found in NODE_REQUIREMENT.findall(log)}
+    assert gpus == 1 and cpus <= TRAINER_NODE_CPUS
+
+
+def test_sfpo_steps_run_across_both_nodes(trainer_run):
+    arm, steps, _ = trainer_run
+    assert sorted(steps) == list(range(1, STEPS + 1))
+    checks = check_arm(arm, steps, "cpu")
+    for name in ("alpha", "weight_sync"):
+        assert checks[name]["ok"], f"{name}: {checks[name]['detail']}"
 
 
 # --- a cluster that cannot host the run -------------------------------------------------------
