@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from processes import run_at_once
 from ray.exceptions import RayTaskError
 
 pytest.importorskip("verl.trainer.ppo.v1", reason="needs verl 0.9.x: SFPOTrainer on the v1 trainer's checkpoint path")
@@ -110,16 +111,19 @@ def train_and_checkpoint(checkpoints: Path, fault: str | None) -> None:
     (checkpoints / "states.json").write_text(json.dumps(states))
 
 
-def run_child(checkpoints: Path, fault: str | None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, __file__, str(checkpoints), fault or ""], capture_output=True, text=True,
-                          timeout=120)
+@pytest.fixture(scope="module")
+def children(tmp_path_factory) -> dict[str | None, tuple[Path, subprocess.CompletedProcess]]:
+    """Every child, by fault (None: the run not killed), with its checkpoint folder; all at once."""
+    folders = {fault: tmp_path_factory.mktemp(fault or "reference") for fault in [None, *FAULTS]}
+    results = run_at_once({fault: [sys.executable, __file__, str(folder), fault or ""]
+                           for fault, folder in folders.items()}, timeout_s=300)
+    return {fault: (folders[fault], results[fault]) for fault in folders}
 
 
 @pytest.fixture(scope="module")
-def saved_states(tmp_path_factory) -> dict[int, dict]:
+def saved_states(children) -> dict[int, dict]:
     """The switch state each checkpoint holds, from a run that is not killed."""
-    checkpoints = tmp_path_factory.mktemp("reference")
-    result = run_child(checkpoints, None)
+    checkpoints, result = children[None]
     assert result.returncode == 0, result.stderr[-3000:]
     return {int(step): state for step, state in json.loads((checkpoints / "states.json").read_text()).items()}
 
@@ -133,16 +137,16 @@ def resume(checkpoints: Path, monkeypatch) -> SFPOTrainer:
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_run_killed_while_checkpointing_resumes_with_that_checkpoints_switch_state(
-    tmp_path, monkeypatch, saved_states, fault
+    children, monkeypatch, saved_states, fault
 ):
-    result = run_child(tmp_path, fault)
+    checkpoints, result = children[fault]
     assert result.returncode == -signal.SIGKILL, f"the child was not killed at {fault}: {result.stderr[-3000:]}"
 
-    trainer = resume(tmp_path, monkeypatch)
+    trainer = resume(checkpoints, monkeypatch)
     assert trainer.global_steps == FAULTS[fault]
     assert trainer.sfpo.state_dict() == saved_states[FAULTS[fault]]
-    assert not list(tmp_path.glob(f"global_step_{FAULTS[fault]}/*.tmp"))  # a complete checkpoint holds no temp file
-    assert not list(tmp_path.glob("*.before_save"))  # the copy from before the save: put back, or stale and gone
+    assert not list(checkpoints.glob(f"global_step_{FAULTS[fault]}/*.tmp"))  # a complete checkpoint holds no temp file
+    assert not list(checkpoints.glob("*.before_save"))  # the copy from before the save: put back, or stale and gone
 
 
 def test_the_reference_states_differ_between_checkpoints(saved_states):

@@ -8,6 +8,7 @@ import pytest
 import ray
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from processes import run_at_once
 from verl.utils.config import omega_conf_to_dataclass
 
 from sfpo_verl.core.trainer.config import CONFIG_DIR, SFPO_KEYS, SFPOAlgoConfig, SFPOConfigError, validate_sfpo_config
@@ -149,11 +150,22 @@ def test_a_section_replaced_by_a_value_is_refused(override, expected):
     assert expected in str(err.value)
 
 
-def test_cli_wrong_type_names_the_key_and_exits_before_ray():
-    result = subprocess.run(
-        [sys.executable, "-m", "sfpo_verl.main", "algorithm.sfpo.alpha=abc"],
-        capture_output=True, text=True, timeout=60,
-    )
+CLI_RUNS = {
+    "wrong_type": ["algorithm.sfpo.alpha=abc"],
+    "composed_config": ["--cfg", "job", "algorithm.name=sfpo", "algorithm.sfpo.alpha=0.9"],
+    "out_of_range": ["algorithm.sfpo.alpha=2"],
+}
+
+
+@pytest.fixture(scope="module")
+def cli() -> dict[str, subprocess.CompletedProcess]:
+    """`python -m sfpo_verl.main` with each of CLI_RUNS' arguments, the three at once."""
+    return run_at_once({name: [sys.executable, "-m", "sfpo_verl.main", *args] for name, args in CLI_RUNS.items()},
+                       timeout_s=180)
+
+
+def test_cli_wrong_type_names_the_key_and_exits_before_ray(cli):
+    result = cli["wrong_type"]
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "sfpo_verl: algorithm.sfpo.alpha='abc' is not allowed: a number in [0, 1]" in result.stderr
@@ -172,19 +184,15 @@ def test_non_grpo_estimator_warns_but_runs(caplog):
     assert "algorithm.adv_estimator=rloo" in caplog.text
 
 
-def test_cli_prints_the_composed_sfpo_section():
-    out = subprocess.run(
-        [sys.executable, "-m", "sfpo_verl.main", "--cfg", "job", "algorithm.name=sfpo", "algorithm.sfpo.alpha=0.9"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout
+def test_cli_prints_the_composed_sfpo_section(cli):
+    result = cli["composed_config"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
     assert "name: sfpo" in out and "alpha: 0.9" in out and "inner_steps: 3" in out and "entropy_switch:" in out
 
 
-def test_cli_bad_input_exits_with_the_message():
-    result = subprocess.run(
-        [sys.executable, "-m", "sfpo_verl.main", "algorithm.sfpo.alpha=2"],
-        capture_output=True, text=True, timeout=120,
-    )
+def test_cli_bad_input_exits_with_the_message(cli):
+    result = cli["out_of_range"]
     assert result.returncode != 0
     assert "algorithm.sfpo.alpha=2 is not allowed: a number in [0, 1]" in result.stderr
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import run_at_once
 
 from sfpo_verl import doctor
 from sfpo_verl.paper.data.prepare import TRAIN_FILE
@@ -21,29 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sfpo-verl", "verl", "torch", "vllm", "flash-attn", "transformers", "ray", "math-verify")
 
 
-def run_doctor(*args: str, **env: str) -> subprocess.CompletedProcess:
+def doctor_command(*args: str, **env: str) -> tuple[list[str], dict[str, str]]:
     # A user's shell: no VERL_PLATFORM (conftest sets it for in-process tests) and no recipe paths.
     base = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "MODEL_PATH", "DATA_DIR")}
-    return subprocess.run(
-        [sys.executable, "-m", "sfpo_verl.doctor", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        cwd=ROOT,
-        timeout=600,
-    )
+    return [sys.executable, "-m", "sfpo_verl.doctor", *args], {**base, **env}
 
 
 def line(output: str, item: str) -> str:
     """The line of one item: the item's name fills the first column."""
     (found,) = [text for text in output.splitlines() if text[:17].rstrip() == item]
     return found
-
-
-@pytest.fixture(scope="module")
-def gpu_check(tmp_path_factory) -> subprocess.CompletedProcess:
-    missing = tmp_path_factory.mktemp("absent")
-    return run_doctor("--model-path", str(missing / "model"), "--data-dir", str(missing / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +44,23 @@ def recipe_inputs(tmp_path_factory) -> tuple[Path, Path]:
     for name in (TRAIN_FILE, *(f"{benchmark}.parquet" for benchmark in BENCHMARKS)):
         (data / name).write_bytes(b"")
     return model, data
+
+
+@pytest.fixture(scope="module")
+def doctor_runs(recipe_inputs, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """The doctor's two runs, at once: the GPU check with recipe paths that do not exist, and CPU
+    mode with the recipe inputs named in the environment."""
+    missing = tmp_path_factory.mktemp("absent")
+    model, data = recipe_inputs
+    runs = {"gpu_check": doctor_command("--model-path", str(missing / "model"), "--data-dir", str(missing / "data")),
+            "cpu_mode": doctor_command("--cpu", "--json", MODEL_PATH=str(model), DATA_DIR=str(data))}
+    return run_at_once({name: args for name, (args, _) in runs.items()}, timeout_s=600,
+                       envs={name: env for name, (_, env) in runs.items()}, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def gpu_check(doctor_runs) -> subprocess.CompletedProcess:
+    return doctor_runs["gpu_check"]
 
 
 def test_prints_every_package_version(gpu_check):
@@ -98,9 +103,8 @@ def test_missing_recipe_paths_are_named_with_the_command_that_fixes_them(gpu_che
 
 
 @pytest.mark.verl09(reason="the doctor checks the verl.plugins entry point and CPU mode")
-def test_cpu_mode_passes_here_with_the_recipe_inputs_from_the_environment(recipe_inputs):
-    model, data = recipe_inputs
-    result = run_doctor("--cpu", "--json", MODEL_PATH=str(model), DATA_DIR=str(data))
+def test_cpu_mode_passes_here_with_the_recipe_inputs_from_the_environment(doctor_runs):
+    result = doctor_runs["cpu_mode"]
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["mode"] == "cpu" and report["ok"] is True
