@@ -208,7 +208,7 @@ def test_the_displacement_norm_is_reduced_over_both_nodes_shards(worker_steps):
 @pytest.fixture(scope="module")
 def trainer_launch(cluster, tmp_path_factory):
     """The trainer's launch, running in the background from here on: the worker-level steps
-    below run beside it on the same cluster (its CPUs leave room for both)."""
+    above run beside it on the same cluster (NODE_CPUS leaves room for both)."""
     out = tmp_path_factory.mktemp("two_nodes")
     build_task(out / "task", SMOKE_TASK, log=lambda *_: None)
     name = "sfpo_two_nodes"
