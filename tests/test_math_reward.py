@@ -207,10 +207,12 @@ def test_result_keys_are_the_same_for_every_reason():
 def test_pathological_expression_times_out_from_worker_threads(pool):
     # verl calls reward functions from executor threads, where signal-based limits cannot fire.
     tower = "Clearly \\boxed{9^{9^{9^{9^{9}}}}}"
-    calls = [(tower, "7"), (tower, "8"), ("\\boxed{(x+1)^2}", "x^2+2x+1")]
+    # the ordinary comparison gets a generous limit: it may land on a fresh worker whose first
+    # comparison, on a machine busy with other tests, takes longer than the towers' 1.5 s
+    calls = [(tower, "7", 1.5), (tower, "8", 1.5), ("\\boxed{(x+1)^2}", "x^2+2x+1", 20)]
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=3) as threads:
-        grades = list(threads.map(lambda call: grade_response(*call, pool=pool, timeout_s=1.5), calls))
+        grades = list(threads.map(lambda call: grade_response(*call[:2], pool=pool, timeout_s=call[2]), calls))
     elapsed = time.monotonic() - start
     assert [g.reason for g in grades] == ["timeout", "timeout", "correct"]
     # two killed workers plus one fresh start-up (about a second of imports) on a busy machine
