@@ -16,13 +16,25 @@ settings.register_profile("sfpo_verl", max_examples=40, deadline=None, database=
 settings.load_profile("sfpo_verl")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--phase", choices=("all", "fast", "slow"), default="all",
+        help="fast: only the tests not marked slow; slow: only the trainer launches (marked slow). "
+             "scripts/test.sh runs the two phases one after the other; unlike -m, this composes with a -m of your own.")
+
+
 def pytest_collection_modifyitems(config, items):
-    """On verl 0.8.x, skip the tests marked `verl09` (they need the v1 trainer, the CPU platform
-    or the hf rollout), each with the reason its marker gives."""
+    """Keep only the asked `--phase`; on verl 0.8.x, skip the tests marked `verl09` (they need the
+    v1 trainer, the CPU platform or the hf rollout), each with the reason its marker gives."""
     import pytest
 
     from sfpo_verl.core import verl_seams
 
+    phase = config.getoption("phase")
+    if phase != "all":
+        in_phase = {item: (item.get_closest_marker("slow") is not None) == (phase == "slow") for item in items}
+        config.hook.pytest_deselected(items=[item for item in items if not in_phase[item]])
+        items[:] = [item for item in items if in_phase[item]]
     if not verl_seams.uses_v0_trainer():
         return
     installed = verl_seams.installed_verl_version()
