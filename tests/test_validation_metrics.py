@@ -1,5 +1,6 @@
 """The vectorised validation bootstrap equals verl's own, and verl still needs it (patches/README.md)."""
 
+import ast
 import inspect
 import random
 from functools import partial
@@ -63,6 +64,11 @@ def test_nan_values_go_through_verls_loop():
 
 def test_verl_still_bootstraps_one_resample_at_a_time():
     """Fails once verl vectorises its own bootstrap (or changes it): then drop the patch and its entry."""
-    source = inspect.getsource(metric_utils.bootstrap_metric)
+    # read from verl's file, not the module attribute: a test that ran the trainer in this process
+    # may have replaced the attribute with the patch
+    module_source = inspect.getsource(metric_utils)
+    definition = next(node for node in ast.parse(module_source).body
+                      if isinstance(node, ast.FunctionDef) and node.name == "bootstrap_metric")
+    source = ast.get_source_segment(module_source, definition)
     assert "for boot_idx in range(n_bootstrap)" in source, "verl changed bootstrap_metric: re-check the patch"
     assert "bootstrap_metric(" in inspect.getsource(metric_utils.process_validation_metrics)
