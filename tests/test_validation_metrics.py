@@ -1,6 +1,5 @@
 """The vectorised validation bootstrap equals verl's own, and verl still needs it (patches/README.md)."""
 
-import ast
 import inspect
 import random
 from functools import partial
@@ -26,6 +25,14 @@ def _validation_infos(seed: int, problems: int, samples: int) -> tuple[list, lis
             infos["reason"].append("correct" if acc else "wrong")
             infos["length"].append(rng.randint(1, 11))  # ints
     return sources, uids, infos
+
+
+@pytest.fixture(autouse=True)
+def verls_own_bootstrap(monkeypatch):
+    """verl's function here even when a test before these, in the same process, installed the
+    patch as the trainer does (seen under pytest-xdist): else the patch is compared with itself."""
+    assert validation_metrics._VERL_BOOTSTRAP.__module__ == metric_utils.__name__
+    monkeypatch.setattr(metric_utils, "bootstrap_metric", validation_metrics._VERL_BOOTSTRAP)
 
 
 @pytest.mark.parametrize("samples", [2, 4, 5])
@@ -64,11 +71,6 @@ def test_nan_values_go_through_verls_loop():
 
 def test_verl_still_bootstraps_one_resample_at_a_time():
     """Fails once verl vectorises its own bootstrap (or changes it): then drop the patch and its entry."""
-    # read from verl's file, not the module attribute: a test that ran the trainer in this process
-    # may have replaced the attribute with the patch
-    module_source = inspect.getsource(metric_utils)
-    definition = next(node for node in ast.parse(module_source).body
-                      if isinstance(node, ast.FunctionDef) and node.name == "bootstrap_metric")
-    source = ast.get_source_segment(module_source, definition)
+    source = inspect.getsource(metric_utils.bootstrap_metric)
     assert "for boot_idx in range(n_bootstrap)" in source, "verl changed bootstrap_metric: re-check the patch"
     assert "bootstrap_metric(" in inspect.getsource(metric_utils.process_validation_metrics)
