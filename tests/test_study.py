@@ -8,6 +8,7 @@ import json
 import shutil
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study import grid
 from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
 from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
-from sfpo_verl.cpu.study.runner import DONE_FILE, RunSpec, plan_runs, run_all
+from sfpo_verl.cpu.study.runner import DONE_FILE, STOP_FILE, RunSpec, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths
 
 ROLLOUTS_PER_STEP = 128
@@ -210,6 +211,31 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, jobs):
     assert all((r.folder / DONE_FILE).exists() for r in runs)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_stop_file_lets_running_runs_finish_and_starts_no_more(tmp_path, jobs):
+    """Asked to stop while the second run trains: with two at a time the third has started
+    beside it; both running runs finish and are kept, nothing further starts."""
+    runs, stop = plan(tmp_path), tmp_path / STOP_FILE
+    launched, third_started, asked_to_stop = [], threading.Event(), threading.Event()
+
+    def stopped_during_the_second(arm, overrides, folder, total_steps):
+        launched.append(folder)
+        if folder == runs[1].folder:
+            if jobs == 2:  # the third run starts beside this one (when the first ends) before the stop
+                assert third_started.wait(10)
+            stop.touch()
+            asked_to_stop.set()
+        if folder == runs[2].folder:
+            third_started.set()
+            assert asked_to_stop.wait(10)  # still running when the stop comes
+        return fake_launch(arm, overrides, folder, total_steps)
+
+    assert run_all(runs, 6, stopped_during_the_second, jobs, stop_file=stop) == {}
+    started = [r.folder for r in runs[:2 + (jobs - 1)]]
+    assert sorted(launched) == sorted(started)
+    assert [r.folder for r in runs if r.done] == started
+
+
 def test_more_seeds_run_only_the_new_ones(tmp_path):
     run_all(plan(tmp_path, seeds=(0, 1)), 6, fake_launch)
     launched = []
@@ -373,9 +399,13 @@ def refusal(tmp_path, monkeypatch, capsys, args: list[str]) -> str:
 def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monkeypatch, capsys):
     results = tmp_path / "recipes" / "results" / "cpu_study"
     monkeypatch.setattr(study_cli, "build_task", write_val_parquet)
-    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps, jobs: run_all(runs, steps, fake_launch, jobs))
+    monkeypatch.setattr(study_cli, "run_all", partial(run_all, launch=fake_launch))
     argv = ["--out-dir", str(results), "--seeds", "2", "trainer.total_training_steps=6"]
+    old_stop = tmp_path / "work" / STOP_FILE  # left by an earlier study that was stopped: not this one's
+    old_stop.parent.mkdir()
+    old_stop.touch()
     assert study_cli.main([*argv, "--work-dir", str(tmp_path / "work")]) == 0
+    assert not old_stop.exists() and f"touch {old_stop}" in capsys.readouterr().out
     assert sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()) == sorted(
         ["curves.png", "report.json", "report.md"]
         + [f"runs/{arm}/seed{seed}/{name}" for arm in ("grpo", "sfpo_k3_a0.8") for seed in (0, 1)
@@ -385,7 +415,7 @@ def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monk
     assert first_report["settings"]["comparisons"] == [["sfpo_k3_a0.8", "grpo"]]
 
     shutil.rmtree(tmp_path / "work")  # a fresh clone: the committed results, no task, logs or checkpoints
-    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps, jobs: run_all(runs, steps, no_run, jobs))
+    monkeypatch.setattr(study_cli, "run_all", partial(run_all, launch=no_run))
     assert study_cli.main([*argv, "--work-dir", str(tmp_path / "elsewhere")]) == 0
     assert json.loads((results / "report.json").read_text())["comparisons"] == first_report["comparisons"]
 
@@ -393,7 +423,7 @@ def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monk
 def test_report_only_reports_the_finished_runs_names_the_rest_and_runs_nothing(tmp_path, monkeypatch, capsys):
     results = tmp_path / "results"
     monkeypatch.setattr(study_cli, "build_task", write_val_parquet)
-    monkeypatch.setattr(study_cli, "run_all", lambda runs, steps, jobs: run_all(runs, steps, fake_launch, jobs))
+    monkeypatch.setattr(study_cli, "run_all", partial(run_all, launch=fake_launch))
     argv = ["--out-dir", str(results), "--work-dir", str(tmp_path / "work"), "trainer.total_training_steps=6"]
     assert study_cli.main([*argv, "--seeds", "2"]) == 0
 

@@ -24,6 +24,8 @@ rerunning with more seeds runs only the new ones. Bad arguments are refused befo
 runs at once took 2758 s each, one alone 1685 s: 1.22x the runs per hour), at twice the memory
 (a run peaks near 7 GiB); a run's seeding does not change, its seconds do (the report says how
 many runs shared the machine).
+To stop at a run boundary: `touch SCRATCH/STOP` (the running runs finish and are kept, no
+further run starts; the next study removes the file and goes on).
 --report-only writes the report from the runs finished so far and runs nothing, so a study can be
 read while another process runs it; the runs still missing are named at the top.
 Exits 1 if a run failed (the report then covers the others and names the failed run's log).
@@ -42,7 +44,7 @@ from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, read_config, rollouts_p
 from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study.grid import GRIDS, arms_of, comparisons
 from sfpo_verl.cpu.study.report import read_run, write_report
-from sfpo_verl.cpu.study.runner import plan_runs, run_all
+from sfpo_verl.cpu.study.runner import STOP_FILE, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 # Validation often enough that time to a target is finely quantized, and on more samples per
@@ -104,7 +106,11 @@ def main(argv=None) -> int:
     values = dict(o.lstrip("+").split("=", 1) for o in base)
     total_steps = int(values["trainer.total_training_steps"])
     print(f"[study] grid {args.grid}: {len(arms)} arms x {len(seeds)} seeds = {len(runs)} runs into {out_dir}", flush=True)
-    failures = {} if args.report_only else run_all(runs, total_steps, jobs=args.jobs)
+    stop_file = work_dir / STOP_FILE
+    if not args.report_only:
+        stop_file.unlink(missing_ok=True)  # a stop asked of an earlier study, not of this one
+        print(f"[study] to stop after the running runs, without killing them: touch {stop_file}", flush=True)
+    failures = {} if args.report_only else run_all(runs, total_steps, jobs=args.jobs, stop_file=stop_file)
 
     per_step = rollouts_per_step(base)
     val_problems = len(pd.read_parquet(task.val))

@@ -6,7 +6,9 @@ JSON) and `done.json` go to its results folder (the same folder unless the study
 keeps its results apart, e.g. committed to the repository). Resumable: a results folder with
 both files is a finished run and is skipped next time, whoever ran it; a run without them
 (killed, or failed) starts again from scratch. A failed run is reported with its log and the
-other runs go on.
+other runs go on. A stop file, when given and once it exists, lets the running runs finish and
+starts no further one: a way to stop at a run boundary that does not depend on how the study
+was launched (a background job may have been started with SIGINT ignored).
 
 Running two at once is worth it on a small machine: verl's loop is a pipeline of
 single-threaded processes that leaves much of 2 cores idle. Sharing the machine changes a run's
@@ -31,6 +33,7 @@ from sfpo_verl.cpu.settings import hydra_value, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths
 
 DONE_FILE = "done.json"
+STOP_FILE = "STOP"  # the study's stop file, in its work folder
 SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed")  # data order and rollout sampling
 
 
@@ -80,9 +83,10 @@ def plan_runs(base: list[str], arms: dict[str, dict], seeds: list[int], task: Ta
 Launcher = Callable[[str, list[str], Path, int], dict]
 
 
-def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, jobs: int = 1) -> dict[str, str]:
-    """Run what is not done yet, up to `jobs` at a time in plan order; returns {run name: error}
-    for the runs that failed."""
+def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, jobs: int = 1,
+            stop_file: Path | None = None) -> dict[str, str]:
+    """Run what is not done yet, up to `jobs` at a time in plan order, until `stop_file` exists;
+    returns {run name: error} for the runs that failed."""
     failures = {}
     todo = []
     for index, run in enumerate(runs, 1):
@@ -95,6 +99,10 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
 
     def run_one(index: int, run: RunSpec) -> None:
         if stopping.is_set():
+            return
+        if stop_file is not None and stop_file.exists():
+            stopping.set()
+            say(f"[study] {stop_file} exists: starting no further run")
             return
         for folder in (run.folder, run.work_folder):  # a killed run's partial output
             shutil.rmtree(folder, ignore_errors=True)
