@@ -332,6 +332,17 @@ def test_a_missing_baseline_is_stated(finished):
     assert "- sfpo_k3_a0.8 − grpo_e4: not compared, no finished run of grpo_e4." in text
 
 
+def test_runs_of_a_seed_that_did_not_start_alike_are_flagged(finished):
+    assert summarize(finished, SETTINGS)["start"] == {
+        "per_seed": {seed: {"grpo": 0.30, "sfpo_k3_a0.8": 0.30} for seed in (0, 1, 2)}, "mismatched_seeds": []}
+    moved = [{**run, "val_acc": [0.31, *run["val_acc"][1:]]} if (run["arm"], run["seed"]) == ("grpo", 1) else run
+             for run in finished]  # as a run on a differently built task would
+    start = summarize(moved, SETTINGS)["start"]
+    assert start["mismatched_seeds"] == [1]
+    text = markdown(summarize(moved, SETTINGS), {}, SETTINGS, "curves.png")
+    assert "**No**: within these seeds" in text and "- seed 1: grpo 0.3100, sfpo_k3_a0.8 0.3000" in text
+
+
 def test_report_files(finished, tmp_path):
     report_json, report_md, png = write_report(finished, {"x seed 9": "boom (log: /l)"}, tmp_path, SETTINGS)
     data = json.loads(report_json.read_text())
@@ -349,6 +360,8 @@ def test_report_files(finished, tmp_path):
     assert "- grpo: accuracy changed by +0.180 over its last 3 validations" in text and "still rising" in text
     assert "best acc (optimistic: max over 4 validations)" in text and "| sfpo_k3_a0.8 | 3 | 0.620 ± 0.061 |" in text
     assert "x seed 9: boom (log: /l)" in text and "standard error" in text
+    assert "Yes: within each seed, every arm's validation before training is the same (seed 0: 0.3000 in 2 arms;" in text
+    assert data["start"]["mismatched_seeds"] == []
     assert png.stat().st_size > 10_000
 
 

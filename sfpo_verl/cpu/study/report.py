@@ -108,13 +108,27 @@ def arm_summary(arm_runs: list[dict]) -> dict:
     }
 
 
+def start_check(runs: list[dict]) -> dict:
+    """Per seed, each arm's validation before training. The pre-trained model and the seed fix
+    it, so it is the same in every arm of a seed; a difference means runs of that seed did not
+    start alike (e.g. a task built differently in another sitting), and pairing them is unsound."""
+    starts: dict[int, dict[str, float]] = {}
+    for run in runs:
+        if run["steps"][:1] == [0]:
+            starts.setdefault(run["seed"], {})[run["arm"]] = run["val_acc"][0]
+    return {"per_seed": {seed: starts[seed] for seed in sorted(starts)},
+            "mismatched_seeds": [seed for seed in sorted(starts) if len(set(starts[seed].values())) > 1]}
+
+
 def summarize(runs: list[dict], settings: dict) -> dict:
-    """The report's statistics: `comparisons`, `targets` (per arm x target) and `arms`."""
+    """The report's statistics: `comparisons`, `start` (the start check), `targets` (per arm x
+    target) and `arms`."""
     grouped = by_arm(runs)
     arms = [arm for arm in settings["arms"] if arm in grouped]
     return {
         "comparisons": [compare(arm, baseline, grouped, settings["rollout_budget"])
                         for arm, baseline in settings["comparisons"]],
+        "start": start_check(runs),
         "targets": [{"arm": arm, **time_to_target([curve_of(run) for run in grouped[arm]], target)}
                     for arm in arms for target in settings["targets"]],
         "arms": {arm: arm_summary(grouped[arm]) for arm in arms},
@@ -186,6 +200,7 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
                   f"seeds than the others and a comparison covers only the seeds both arms finished): "
                   f"{', '.join(unfinished)}.", ""]
     lines += _comparison_lines(summary["comparisons"], settings)
+    lines += _start_lines(summary["start"])
     lines += _plateau_lines(summary, settings)
     lines += _target_lines(summary["targets"], settings)
     lines += _arm_lines(summary["arms"])
@@ -242,6 +257,23 @@ def _comparison_lines(comparisons: list[dict], settings: dict) -> list[str]:
         lines.append("")
     lines += [f"- {c['arm']} − {c['baseline']}: not compared, {c['missing']}." for c in comparisons if c["missing"]]
     return lines + ([""] if len(compared) < len(comparisons) else [])
+
+
+def _start_lines(start: dict) -> list[str]:
+    lines = ["## Did the runs of each seed start alike?", ""]
+    per_seed = start["per_seed"]
+    if not per_seed:
+        return lines + ["Not checked: no run validated before training.", ""]
+    if not start["mismatched_seeds"]:
+        starts = "; ".join(f"seed {seed}: {next(iter(arms.values())):.4f} in {len(arms)} arm{'s' * (len(arms) > 1)}"
+                           for seed, arms in per_seed.items())
+        return lines + [f"Yes: within each seed, every arm's validation before training is the same ({starts}), as "
+                        "the same pre-trained model and seed must give.", ""]
+    lines += ["**No**: within these seeds the validation before training differs between arms, so their runs did not "
+              "start from the same model or sampling and the comparisons over them are unsound:", ""]
+    for seed in start["mismatched_seeds"]:
+        lines.append(f"- seed {seed}: " + ", ".join(f"{arm} {value:.4f}" for arm, value in per_seed[seed].items()))
+    return lines + [""]
 
 
 def _plateau_lines(summary: dict, settings: dict) -> list[str]:
