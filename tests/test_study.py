@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 import sfpo_verl.cpu.study.__main__ as study_cli
-from sfpo_verl.cpu.quickstart.run import read_config
+from sfpo_verl.cpu.quickstart.run import _ProgressWatcher, read_config
 from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study import grid
 from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
 from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
-from sfpo_verl.cpu.study.runner import DONE_FILE, STOP_FILE, RunSpec, plan_runs, run_all
+from sfpo_verl.cpu.study.runner import DONE_FILE, STOP_FILE, RunSpec, machine_environment, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths
+from sfpo_verl.paper.analysis.runs import read_file_logger
 
 ROLLOUTS_PER_STEP = 128
 BUDGET = 6 * ROLLOUTS_PER_STEP
@@ -52,8 +56,9 @@ def plan(tmp_path, *extra: str, seeds=(0, 1, 2), grid_name="default", work_dir=N
                      work_dir)
 
 
-def fake_launch(arm: str, overrides: list[str], folder: Path, total_steps: int) -> dict:
-    """Writes what verl's file logger writes for the run's curve, and a log."""
+def fake_launch(arm: str, overrides: list[str], folder: Path, total_steps: int, check_start=None) -> dict:
+    """Writes what verl's file logger writes for the run's curve, and a log; stops as run_arm
+    does when `check_start` refuses the validation before training."""
     values = dict(o.lstrip("+").split("=", 1) for o in overrides)
     seed, name = int(values["data.seed"]), values["trainer.experiment_name"].rsplit("_seed", 1)[0]
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,6 +71,8 @@ def fake_launch(arm: str, overrides: list[str], folder: Path, total_steps: int) 
                 f.write(json.dumps({"step": step - 1, "data": {"timing_s/step": STEP_SECONDS[name]}}) + "\n")
                 data["timing_s/step"] = STEP_SECONDS[name]
             f.write(json.dumps({"step": step, "data": data}) + "\n")
+            if step == 0 and check_start is not None and (reason := check_start(data)) is not None:
+                raise RuntimeError(f"The {arm} arm was stopped at its validation before training: {reason}")
     return {}
 
 
@@ -162,14 +169,20 @@ def test_compute_matched_and_learning_rate_arms_get_their_settings(tmp_path):
     assert stepsize["sfpo_k3_a0.8_noslow_lr3e-4"]["actor_rollout_ref.actor.optim.lr"] == "0.0003"  # the arm's
 
 
+def recording_launch(launched: list[Path], *args, **kwargs) -> dict:
+    """fake_launch, noting each run's work folder."""
+    launched.append(args[2])
+    return fake_launch(*args, **kwargs)
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_failed_run_is_named_with_its_log_and_the_others_go_on(tmp_path, jobs):
     runs = plan(tmp_path)
 
-    def launch(arm, overrides, folder, total_steps):
+    def launch(arm, overrides, folder, total_steps, check_start=None):
         if arm == "grpo" and "data.seed=1" in overrides:
             raise RuntimeError("The grpo arm failed (exit 1)")
-        return fake_launch(arm, overrides, folder, total_steps)
+        return fake_launch(arm, overrides, folder, total_steps, check_start)
 
     failures = run_all(runs, 6, launch, jobs)
     assert list(failures) == ["grpo seed 1"] and str(runs[2].log) in failures["grpo seed 1"]
@@ -184,7 +197,7 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, jobs):
     killed, beside = runs[2].folder, runs[3].folder
     launched, beside_started, interrupted_now = [], threading.Event(), threading.Event()
 
-    def interrupted(arm, overrides, folder, total_steps):
+    def interrupted(arm, overrides, folder, total_steps, check_start=None):
         launched.append(folder)
         if folder == killed:
             if jobs == 2:
@@ -197,7 +210,7 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, jobs):
             beside_started.set()
             assert interrupted_now.wait(10)
             time.sleep(0.2)  # the interruption reaches the runner before this run ends
-        return fake_launch(arm, overrides, folder, total_steps)
+        return fake_launch(arm, overrides, folder, total_steps, check_start)
 
     with pytest.raises(KeyboardInterrupt):
         run_all(runs, 6, interrupted, jobs)
@@ -206,7 +219,7 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, jobs):
     assert [r.folder for r in runs if r.done] == [f for f in expected if f != killed]
 
     relaunched = []
-    run_all(plan(tmp_path), 6, lambda *args: relaunched.append(args[2]) or fake_launch(*args))
+    run_all(plan(tmp_path), 6, lambda *args, **kwargs: relaunched.append(args[2]) or fake_launch(*args, **kwargs))
     assert relaunched == [r.folder for r in runs if r.folder not in expected or r.folder == killed]
     assert all((r.folder / DONE_FILE).exists() for r in runs)
 
@@ -218,7 +231,7 @@ def test_a_stop_file_lets_running_runs_finish_and_starts_no_more(tmp_path, jobs)
     runs, stop = plan(tmp_path), tmp_path / STOP_FILE
     launched, third_started, asked_to_stop = [], threading.Event(), threading.Event()
 
-    def stopped_during_the_second(arm, overrides, folder, total_steps):
+    def stopped_during_the_second(arm, overrides, folder, total_steps, check_start=None):
         launched.append(folder)
         if folder == runs[1].folder:
             if jobs == 2:  # the third run starts beside this one (when the first ends) before the stop
@@ -228,7 +241,7 @@ def test_a_stop_file_lets_running_runs_finish_and_starts_no_more(tmp_path, jobs)
         if folder == runs[2].folder:
             third_started.set()
             assert asked_to_stop.wait(10)  # still running when the stop comes
-        return fake_launch(arm, overrides, folder, total_steps)
+        return fake_launch(arm, overrides, folder, total_steps, check_start)
 
     assert run_all(runs, 6, stopped_during_the_second, jobs, stop_file=stop) == {}
     started = [r.folder for r in runs[:2 + (jobs - 1)]]
@@ -236,11 +249,70 @@ def test_a_stop_file_lets_running_runs_finish_and_starts_no_more(tmp_path, jobs)
     assert [r.folder for r in runs if r.done] == started
 
 
+OTHER_MACHINE = {"task_weights_sha256": "b", "cpu": "another CPU"}
+
+
+def test_a_seed_that_ran_on_another_machine_gets_no_run_here(tmp_path):
+    """Seed 0 finished one run on another machine: its other arm is not started here; seed 1,
+    with no finished run, runs here and records this machine."""
+    here = {"task_weights_sha256": "a", "cpu": "this CPU"}
+    runs = plan(tmp_path, seeds=(0, 1))
+    run_all(runs[:1], 6, fake_launch, environment=OTHER_MACHINE)
+    launched = []
+    recorded = partial(recording_launch, launched)
+    assert run_all(runs, 6, recorded, environment=here) == {}
+    assert launched == [runs[2].folder, runs[3].folder]
+    assert [run.environment if run.done else "not run" for run in runs] == [OTHER_MACHINE, "not run", here, here]
+
+
+@pytest.mark.parametrize("stops_early", [True, False])
+def test_a_run_that_did_not_start_like_its_seeds_runs_is_failed_and_left_out(tmp_path, stops_early):
+    """As on a machine whose numbers differ, for runs that predate the environment record: the
+    validation before training gives it away, to the launcher at step 0 (run_arm stops the run
+    there) or, with a launcher that does not check, to the runner once the run is over."""
+    runs = plan(tmp_path, seeds=(0,))
+    run_all(runs[:1], 6, fake_launch)
+
+    def started_elsewhere(arm, overrides, folder, total_steps, check_start=None):
+        result = fake_launch(arm, overrides, folder, total_steps)
+        lines = (folder / "metrics.jsonl").read_text().replace('"val-core/sfpo_arithmetic/acc/mean@4": 0.3}',
+                                                               '"val-core/sfpo_arithmetic/acc/mean@4": 0.31}', 1)
+        (folder / "metrics.jsonl").write_text(lines)
+        if stops_early and (reason := check_start(read_file_logger(folder / "metrics.jsonl")[0])) is not None:
+            raise RuntimeError(f"stopped at step 0: {reason}")
+        return result
+
+    failures = run_all(runs, 6, started_elsewhere)
+    assert list(failures) == ["sfpo_k3_a0.8 seed 0"] and not runs[1].done and not runs[1].metrics.exists()
+    assert ("validation before training differs from grpo seed 0's (val-core/sfpo_arithmetic/acc/mean@4 0.3 there, "
+            "0.31 here)") in failures["sfpo_k3_a0.8 seed 0"]
+    assert failures["sfpo_k3_a0.8 seed 0"].startswith("stopped at step 0") == stops_early
+
+
+def test_the_progress_watcher_stops_a_run_its_start_check_refuses(tmp_path):
+    """run_arm's watcher: a refused validation before training kills the run's process and
+    everything it started."""
+    metrics = tmp_path / "metrics.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                                "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"])
+    time.sleep(1)
+    child = psutil.Process(process.pid).children()[0]
+    seen = []
+    watcher = _ProgressWatcher("grpo", metrics, process.pid, 6, time.time(),
+                               check_start=lambda data: seen.append(data) or "started elsewhere")
+    watcher.start()
+    metrics.write_text(json.dumps({"step": 0, "data": {"val-core/sfpo_arithmetic/acc/mean@4": 0.3}}) + "\n")
+    assert process.wait(timeout=30) != 0 and psutil.wait_procs([child], timeout=30)[1] == []  # none alive
+    watcher.stop()
+    assert watcher.stopped_because == "started elsewhere" and seen == [{"val-core/sfpo_arithmetic/acc/mean@4": 0.3}]
+
+
 def test_more_seeds_run_only_the_new_ones(tmp_path):
     run_all(plan(tmp_path, seeds=(0, 1)), 6, fake_launch)
     launched = []
-    run_all(plan(tmp_path, seeds=(0, 1, 2, 3)), 6, lambda *args: launched.append((args[0], args[2].name)) or fake_launch(*args))
-    assert launched == [("grpo", "seed2"), ("sfpo_k3_a0.8", "seed2"), ("grpo", "seed3"), ("sfpo_k3_a0.8", "seed3")]
+    run_all(plan(tmp_path, seeds=(0, 1, 2, 3)), 6, partial(recording_launch, launched))
+    assert [(folder.parent.name, folder.name) for folder in launched] == [
+        ("grpo", "seed2"), ("sfpo_k3_a0.8", "seed2"), ("grpo", "seed3"), ("sfpo_k3_a0.8", "seed3")]
 
 
 def test_runs_two_at_a_time_overlap_and_give_the_results_of_one_at_a_time(tmp_path):
@@ -248,9 +320,9 @@ def test_runs_two_at_a_time_overlap_and_give_the_results_of_one_at_a_time(tmp_pa
     run_all(alone, 6, fake_launch)
     both_running = threading.Barrier(2)
 
-    def overlapping(arm, overrides, folder, total_steps):
+    def overlapping(arm, overrides, folder, total_steps, check_start=None):
         both_running.wait(timeout=10)  # breaks (and fails the test) unless another run is in flight
-        return fake_launch(arm, overrides, folder, total_steps)
+        return fake_launch(arm, overrides, folder, total_steps, check_start)
 
     paired = plan(tmp_path / "paired")
     assert run_all(paired, 6, overlapping, jobs=2) == {}
@@ -366,9 +438,11 @@ def test_report_files(finished, tmp_path):
 
 
 def write_val_parquet(task_dir: Path, settings) -> None:
-    """Stands in for the task build: the report reads only the validation problem count."""
+    """Stands in for the task build: the study reads only the validation problem count and the
+    weights' digest."""
     TaskPaths(task_dir).val.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"prompt": ["1+1"] * 200}).to_parquet(TaskPaths(task_dir).val)
+    (task_dir / "task.json").write_text(json.dumps({"weights_sha256": "digest-of-the-weights"}))
 
 
 def no_run(*args, **kwargs):
@@ -419,6 +493,9 @@ def test_the_command_resumes_committed_results_from_a_fresh_clone(tmp_path, monk
     old_stop.touch()
     assert study_cli.main([*argv, "--work-dir", str(tmp_path / "work")]) == 0
     assert not old_stop.exists() and f"touch {old_stop}" in capsys.readouterr().out
+    environment = json.loads((results / "runs" / "grpo" / "seed0" / DONE_FILE).read_text())["environment"]
+    assert environment == machine_environment(TaskPaths(tmp_path / "work" / "task"))
+    assert environment["task_weights_sha256"] == "digest-of-the-weights" and environment["cpu"]
     assert sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()) == sorted(
         ["curves.png", "report.json", "report.md"]
         + [f"runs/{arm}/seed{seed}/{name}" for arm in ("grpo", "sfpo_k3_a0.8") for seed in (0, 1)

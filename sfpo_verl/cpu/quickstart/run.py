@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -73,13 +74,17 @@ def rollouts_per_step(overrides: list[str]) -> int:
     return int(values["data.train_batch_size"]) * int(values["actor_rollout_ref.rollout.n"])
 
 
+StartCheck = Callable[[dict[str, float]], str | None]
+
+
 def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, timeout_s: float | None = None,
-            memory_log: Path | None = None) -> dict:
+            memory_log: Path | None = None, check_start: StartCheck | None = None) -> dict:
     """Train one arm through `python -m sfpo_verl.main` (killed after `timeout_s`); verl's full
     output goes to train.log and its metrics to metrics.jsonl, a progress line per step to stdout,
     and with `memory_log` the resident memory and CPU seconds (user + system) of each of its processes,
-    every sample, as JSON lines.
-    Raises RuntimeError naming the log when the run fails."""
+    every sample, as JSON lines. `check_start` gets the validation before training (step 0's
+    metrics) as soon as it is logged; a reason it returns stops the run there.
+    Raises RuntimeError naming the log when the run fails or is stopped."""
     arm_dir.mkdir(parents=True, exist_ok=True)
     metrics = arm_dir / "metrics.jsonl"
     metrics.unlink(missing_ok=True)
@@ -93,7 +98,7 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
         say(f"[{arm}] training ({total_steps} steps); verl's log: {arm_dir / 'train.log'}")
         process = subprocess.Popen([sys.executable, "-m", "sfpo_verl.main", *overrides], stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
-        watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start, memory_log)
+        watcher = _ProgressWatcher(arm, metrics, process.pid, total_steps, start, memory_log, check_start)
         watcher.start()
         try:
             returncode = process.wait(timeout=timeout_s)
@@ -106,6 +111,9 @@ def run_arm(arm: str, overrides: list[str], arm_dir: Path, total_steps: int, tim
             watcher.stop()
             shutil.rmtree(ray_tmp, ignore_errors=True)
     seconds = time.time() - start
+    if watcher.stopped_because is not None:
+        raise RuntimeError(f"The {arm} arm was stopped at its validation before training: {watcher.stopped_because}; "
+                           f"see {arm_dir / 'train.log'}")
     if returncode != 0:
         raise RuntimeError(f"The {arm} arm failed (exit {returncode}); see {arm_dir / 'train.log'}"
                            f"{_log_tail(arm_dir / 'train.log')}")
@@ -124,10 +132,11 @@ class _ProgressWatcher(threading.Thread):
     process's, into `memory_log`, tagged with the last step logged)."""
 
     def __init__(self, arm: str, metrics: Path, pid: int, total_steps: int, start: float,
-                 memory_log: Path | None = None):
+                 memory_log: Path | None = None, check_start: StartCheck | None = None):
         super().__init__(daemon=True)
         self.arm, self.metrics, self.pid, self.total, self.start_time = arm, metrics, pid, total_steps, start
-        self.memory_log = memory_log
+        self.memory_log, self.check_start = memory_log, check_start
+        self.stopped_because: str | None = None
         self.peak_rss_gb = 0.0
         self._last_step = None
         self._stopping = threading.Event()
@@ -150,6 +159,10 @@ class _ProgressWatcher(threading.Thread):
         lines = self.metrics.read_text().split("\n")[:-1]  # whole lines: verl may be writing the last
         for step, data in file_logger_records(lines[self._lines_seen:], self.metrics, self._lines_seen + 1):
             self._last_step = step
+            if step == 0 and self.check_start is not None and self.stopped_because is None:
+                self.stopped_because = self.check_start(data)
+                if self.stopped_because is not None:
+                    _kill_tree(self.pid)
             held_out = {column: data[column] for column in held_out_columns(data)}
             if held_out:
                 self._validations.setdefault(step, {}).update(held_out)
@@ -183,6 +196,22 @@ class _ProgressWatcher(threading.Thread):
                       "cpu_seconds": cpu}
             with open(self.memory_log, "a") as log:
                 log.write(json.dumps(record) + "\n")
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a run's process and everything it started (its Ray cluster's processes included)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [*root.children(recursive=True), root]
+    except psutil.Error:
+        return
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
 
 
 def _process_name(cmdline: list[str]) -> str:

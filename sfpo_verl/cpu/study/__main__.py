@@ -26,6 +26,8 @@ runs at once took 2758 s each, one alone 1685 s: 1.22x the runs per hour), at tw
 many runs shared the machine).
 To stop at a run boundary: `touch SCRATCH/STOP` (the running runs finish and are kept, no
 further run starts; the next study removes the file and goes on).
+Runs of a seed pair only if they ran on the same kind of machine (floating-point results, and so
+the pre-trained weights and every sample, differ between CPUs): see runner.py.
 --report-only writes the report from the runs finished so far and runs nothing, so a study can be
 read while another process runs it; the runs still missing are named at the top.
 Exits 1 if a run failed (the report then covers the others and names the failed run's log).
@@ -44,7 +46,7 @@ from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, read_config, rollouts_p
 from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study.grid import GRIDS, arms_of, comparisons
 from sfpo_verl.cpu.study.report import read_run, write_report
-from sfpo_verl.cpu.study.runner import STOP_FILE, plan_runs, run_all
+from sfpo_verl.cpu.study.runner import STOP_FILE, machine_environment, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
 # Validation often enough that time to a target is finely quantized, and on more samples per
@@ -110,7 +112,8 @@ def main(argv=None) -> int:
     if not args.report_only:
         stop_file.unlink(missing_ok=True)  # a stop asked of an earlier study, not of this one
         print(f"[study] to stop after the running runs, without killing them: touch {stop_file}", flush=True)
-    failures = {} if args.report_only else run_all(runs, total_steps, jobs=args.jobs, stop_file=stop_file)
+    failures = {} if args.report_only else run_all(runs, total_steps, jobs=args.jobs, stop_file=stop_file,
+                                                    environment=machine_environment(task))
 
     per_step = rollouts_per_step(base)
     val_problems = len(pd.read_parquet(task.val))
