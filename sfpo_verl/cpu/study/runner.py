@@ -15,8 +15,9 @@ Runs of a seed are paired only if they ran alike: floating-point results depend 
 AVX-512 AMD EPYC machine built other weights and drew other samples than the machines before
 it). So each finished run records its machine's `environment`; a run whose seed already has
 finished runs from another environment is not started there, and a run whose validation before
-training differs from its seed's finished runs (caught after the fact, e.g. for runs that predate
-the record) is reported as failed and kept out of the results.
+training differs from its seed's finished runs (the check that also covers runs from before the
+record) is stopped at step 0 by `run_arm` (checked again when the run ends, for a launcher that
+does not stop it), reported as failed and kept out of the results.
 
 Running two at once is worth it on a small machine: verl's loop is a pipeline of
 single-threaded processes that leaves much of 2 cores idle. Sharing the machine changes a run's
