@@ -219,7 +219,7 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, jobs):
     assert [r.folder for r in runs if r.done] == [f for f in expected if f != killed]
 
     relaunched = []
-    run_all(plan(tmp_path), 6, lambda *args, **kwargs: relaunched.append(args[2]) or fake_launch(*args, **kwargs))
+    run_all(plan(tmp_path), 6, partial(recording_launch, relaunched))
     assert relaunched == [r.folder for r in runs if r.folder not in expected or r.folder == killed]
     assert all((r.folder / DONE_FILE).exists() for r in runs)
 
