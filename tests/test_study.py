@@ -22,7 +22,7 @@ from sfpo_verl.cpu.quickstart.run import _ProgressWatcher, read_config
 from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study import grid
 from sfpo_verl.cpu.study.grid import GRIDS, STEPSIZE_MATCHED_LR, arms_of, comparisons
-from sfpo_verl.cpu.study.report import markdown, read_run, summarize, write_report
+from sfpo_verl.cpu.study.report import _p_floor_text, markdown, read_run, summarize, write_report
 from sfpo_verl.cpu.study.runner import DONE_FILE, STOP_FILE, RunSpec, machine_environment, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths
 from sfpo_verl.paper.analysis.runs import read_file_logger
@@ -415,6 +415,12 @@ def test_runs_of_a_seed_that_did_not_start_alike_are_flagged(finished):
     assert "**No**: within these seeds" in text and "- seed 1: grpo 0.3100, sfpo_k3_a0.8 0.3000" in text
 
 
+def test_the_p_value_floor_is_stated_for_each_number_of_paired_seeds():
+    comparisons = [{"n_seeds": 8, "missing": None}, {"n_seeds": 5, "missing": None},
+                   {"n_seeds": 8, "missing": None}, {"n_seeds": 0, "missing": "no finished run of grpo_e8"}]
+    assert _p_floor_text(comparisons).endswith(": 0.0078 with 8, 0.062 with 5")
+
+
 def test_report_files(finished, tmp_path):
     report_json, report_md, png = write_report(finished, {"x seed 9": "boom (log: /l)"}, tmp_path, SETTINGS)
     data = json.loads(report_json.read_text())
@@ -432,6 +438,7 @@ def test_report_files(finished, tmp_path):
     assert "- grpo: accuracy changed by +0.180 over its last 3 validations" in text and "still rising" in text
     assert "best acc (optimistic: max over 4 validations)" in text and "| sfpo_k3_a0.8 | 3 | 0.620 ± 0.061 |" in text
     assert "x seed 9: boom (log: /l)" in text and "standard error" in text
+    assert "with n paired seeds it cannot fall below 2 / 2^n: 0.25 with 3;" in text
     assert "Yes: within each seed, every arm's validation before training is the same (seed 0: 0.3000 in 2 arms;" in text
     assert data["start"]["mismatched_seeds"] == []
     assert png.stat().st_size > 10_000
@@ -524,4 +531,4 @@ def test_report_only_reports_the_finished_runs_names_the_rest_and_runs_nothing(t
     assert sorted({(run["arm"], run["seed"]) for run in report["runs"]}) == [
         (arm, seed) for arm in ("grpo", "sfpo_k3_a0.8") for seed in (0, 1)]
     assert report["comparisons"][0]["seeds"] == [0, 1]
-    assert "Not finished yet: 2 of the grid's runs" in (results / "report.md").read_text()
+    assert "Not in this report: 2 of the grid's runs at these seeds" in (results / "report.md").read_text()

@@ -196,8 +196,9 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
         lines += ["**Failed runs** (left out below):", ""] + [f"- {name}: {error}" for name, error in failures.items()] + [""]
     unfinished = settings.get("unfinished", [])
     if unfinished:
-        lines += [f"**Not finished yet: {len(unfinished)} of the grid's runs** (left out below, so an arm may have fewer "
-                  f"seeds than the others and a comparison covers only the seeds both arms finished): "
+        lines += [f"**Not in this report: {len(unfinished)} of the grid's runs at these seeds** (not run, or not "
+                  f"finished yet; so an arm may have fewer seeds than the others and a comparison covers only the "
+                  f"seeds both arms finished): "
                   f"{', '.join(unfinished)}.", ""]
     lines += _comparison_lines(summary["comparisons"], settings)
     lines += _start_lines(summary["start"])
@@ -218,13 +219,23 @@ def _runs_at_once_text(settings: dict) -> str:
             f"that ran alike; a run's seeding (samples, updates) does not depend on it.")
 
 
+def _p_floor_text(comparisons: list[dict]) -> str:
+    """The smallest sign-flip p-value each comparison's number of paired seeds allows (2 / 2^n):
+    arms of one study may have run different numbers of seeds."""
+    counts = sorted({c["n_seeds"] for c in comparisons if c["missing"] is None}, reverse=True)
+    if not counts:
+        return "with n paired seeds it cannot fall below 2 / 2^n"
+    floors = ", ".join(f"{2 / 2 ** n:.2g} with {n}" for n in counts)
+    return f"with n paired seeds it cannot fall below 2 / 2^n: {floors}"
+
+
 def _comparison_lines(comparisons: list[dict], settings: dict) -> list[str]:
     lines = [
         "## Comparisons (arm − baseline, paired by seed)",
         "",
         f"Per seed both arms ran, the arm's measure minus the baseline's; shown: their mean, a 95% bootstrap "
         f"percentile interval ({BOOTSTRAP_RESAMPLES:,} resamples of the seeds) and the exact two-sided sign-flip "
-        f"p-value (with {len(settings['seeds'])} seeds it cannot fall below {2 / 2 ** len(settings['seeds']):.2g}; "
+        f"p-value ({_p_floor_text(comparisons)}; "
         f"with few seeds the percentile interval is narrower than it should be). AUC: the area under held-out "
         f"accuracy against rollouts from 0 (the validation before training included) to the budget of "
         f"{settings['rollout_budget']} rollouts, divided by the budget (the "
