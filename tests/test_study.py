@@ -524,9 +524,18 @@ def test_report_only_reports_the_finished_runs_names_the_rest_and_runs_nothing(t
     argv = ["--out-dir", str(results), "--work-dir", str(tmp_path / "work"), "trainer.total_training_steps=6"]
     assert study_cli.main([*argv, "--seeds", "2"]) == 0
 
+    for (arm, seed), seconds, at_once in ((("grpo", 0), 3600, 2), (("grpo", 1), 7200, 2),
+                                         (("sfpo_k3_a0.8", 0), 1800, 1), (("sfpo_k3_a0.8", 1), 1800, 1)):
+        done = results / "runs" / arm / f"seed{seed}" / DONE_FILE
+        done.write_text(json.dumps({**json.loads(done.read_text()), "seconds": seconds, "runs_at_once": at_once}))
+
     monkeypatch.setattr(study_cli, "run_all", no_run)
     assert study_cli.main([*argv, "--seeds", "3", "--report-only"]) == 0
     report = json.loads((results / "report.json").read_text())
+    assert report["settings"]["run_time"] == {"runs": 4, "seconds": 14400.0,
+                                              "seconds_by_runs_at_once": {"1": 3600.0, "2": 10800.0}}
+    assert ("Machine time: the 4 runs reported took 4.0 hours, each run's wall time summed; runs that shared the "
+            "machine overlapped, so it was busy for about 2.5 hours") in (results / "report.md").read_text()
     assert report["settings"]["unfinished"] == ["grpo seed 2", "sfpo_k3_a0.8 seed 2"]
     assert sorted({(run["arm"], run["seed"]) for run in report["runs"]}) == [
         (arm, seed) for arm in ("grpo", "sfpo_k3_a0.8") for seed in (0, 1)]

@@ -45,7 +45,7 @@ import pandas as pd
 from sfpo_verl.cpu.quickstart.run import DEFAULT_CONFIG, read_config, rollouts_per_step
 from sfpo_verl.cpu.settings import merge_overrides
 from sfpo_verl.cpu.study.grid import GRIDS, arms_of, comparisons
-from sfpo_verl.cpu.study.report import read_run, write_report
+from sfpo_verl.cpu.study.report import read_run, run_time, write_report
 from sfpo_verl.cpu.study.runner import STOP_FILE, machine_environment, plan_runs, run_all
 from sfpo_verl.cpu.task.build import TaskPaths, TaskSettings, build_task
 
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
         "accuracy_se_at_half": math.sqrt(0.25 / (val_problems * val_samples)),
         "overrides": verl_overrides,
         "unfinished": [run.name for run in runs if not run.done and run.name not in failures],
+        "run_time": run_time(runs),
     }
     finished = [read_run(run, per_step) for run in runs if run.done]
     report_json, report_md, png = write_report(finished, failures, out_dir, settings)

@@ -55,6 +55,18 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
     }
 
 
+def run_time(runs: list[RunSpec]) -> dict:
+    """The machine time the finished `runs` took: each run's wall seconds from launch to end
+    (done.json), summed, and summed by how many runs shared the machine (runs made two at a time
+    overlap, so the machine was busy for about half of their sum)."""
+    done = [json.loads((run.folder / DONE_FILE).read_text()) for run in runs if run.done]
+    by_runs_at_once = Counter()
+    for record in done:
+        by_runs_at_once[record.get("runs_at_once", 1)] += record["seconds"]
+    return {"runs": len(done), "seconds": round(sum(by_runs_at_once.values()), 1),
+            "seconds_by_runs_at_once": {at_once: round(seconds, 1) for at_once, seconds in sorted(by_runs_at_once.items())}}
+
+
 def curve_of(run: dict) -> Curve:
     return Curve(run["seed"], tuple(run["rollouts"]), tuple(run["val_acc"]), tuple(run["seconds"]))
 
@@ -192,6 +204,8 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
         f"one accuracy near 0.5 is {settings['accuracy_se_at_half']:.3f}.",
         "",
     ]
+    if "run_time" in settings:
+        lines += [_run_time_text(settings["run_time"]), ""]
     if failures:
         lines += ["**Failed runs** (left out below):", ""] + [f"- {name}: {error}" for name, error in failures.items()] + [""]
     unfinished = settings.get("unfinished", [])
@@ -207,6 +221,18 @@ def markdown(summary: dict, failures: dict[str, str], settings: dict, png_name: 
     lines += _arm_lines(summary["arms"])
     lines += ["", f"![curves]({png_name})", ""]
     return "\n".join(lines)
+
+
+def _run_time_text(run_time: dict) -> str:
+    hours = run_time["seconds"] / 3600
+    text = f"Machine time: the {run_time['runs']} runs reported took {hours:.1f} hours, each run's wall time summed"
+    shared = {int(k): v for k, v in run_time["seconds_by_runs_at_once"].items() if int(k) > 1}
+    if not shared:
+        return text + " (one run at a time)."
+    busy = sum(v for k, v in run_time["seconds_by_runs_at_once"].items() if int(k) == 1)
+    busy += sum(seconds / at_once for at_once, seconds in shared.items())
+    return (text + f"; runs that shared the machine overlapped, so it was busy for about {busy / 3600:.1f} hours "
+            f"(each run's seconds divided by the runs at a time).")
 
 
 def _runs_at_once_text(settings: dict) -> str:
