@@ -68,7 +68,10 @@ def fake_launch(arm: str, overrides: list[str], folder: Path, total_steps: int, 
             step = 2 * i
             data = {"val-core/sfpo_arithmetic/acc/mean@4": accuracy}
             if step:
-                f.write(json.dumps({"step": step - 1, "data": {"timing_s/step": STEP_SECONDS[name]}}) + "\n")
+                between = {"timing_s/step": STEP_SECONDS[name]}
+                if name.startswith("sfpo"):  # steps 1, 3, 5: median 0.3
+                    between["sfpo/fast_displacement_norm"] = 0.1 * (step - 1)
+                f.write(json.dumps({"step": step - 1, "data": between}) + "\n")
                 data["timing_s/step"] = STEP_SECONDS[name]
             f.write(json.dumps({"step": step, "data": data}) + "\n")
             if step == 0 and check_start is not None and (reason := check_start(data)) is not None:
@@ -363,6 +366,8 @@ def test_report_reads_each_validation_from_verls_metrics(finished):
     assert first["rollouts"] == [0, 256, 512, 768]
     assert first["seconds"] == [0.0, 20.0, 40.0, 60.0]
     assert first["training_seconds"] == 60.0
+    assert first["fast_displacement"] is None  # GRPO logs none
+    assert finished[3]["arm"] == "sfpo_k3_a0.8" and finished[3]["fast_displacement"] == pytest.approx(0.3)
 
 
 def test_the_committed_pilot_run_reads_as_its_report_recorded_it():
@@ -371,7 +376,9 @@ def test_the_committed_pilot_run_reads_as_its_report_recorded_it():
     (recorded,) = json.loads((pilot / "report.json").read_text())["runs"]
     folder = pilot / "runs" / "grpo" / "seed0"
     run = RunSpec("grpo", 0, folder, folder, ())
-    assert read_run(run, ROLLOUTS_PER_STEP) == recorded
+    read = read_run(run, ROLLOUTS_PER_STEP)
+    assert {key: read[key] for key in recorded} == recorded
+    assert read["fast_displacement"] is None  # recorded before the report read it; GRPO logs none
 
 
 def test_comparison_paired_by_seed(finished):
@@ -437,6 +444,7 @@ def test_report_files(finished, tmp_path):
     assert "| sfpo_k3_a0.8 | 0.6 | 2/3 | 1 | 512 | 80 |" in text
     assert "- grpo: accuracy changed by +0.180 over its last 3 validations" in text and "still rising" in text
     assert "best acc (optimistic: max over 4 validations)" in text and "| sfpo_k3_a0.8 | 3 | 0.620 ± 0.061 |" in text
+    assert "| 0.3000 ± 0.0000 |" in text and text.count("| — |") == 1  # SFPO's fast displacement; GRPO has none
     assert "x seed 9: boom (log: /l)" in text and "standard error" in text
     assert "with n paired seeds it cannot fall below 2 / 2^n: 0.25 with 3;" in text
     assert "Yes: within each seed, every arm's validation before training is the same (seed 0: 0.3000 in 2 arms;" in text

@@ -34,15 +34,20 @@ from sfpo_verl.paper.analysis.paired import BOOTSTRAP_RESAMPLES, paired_differen
 from sfpo_verl.paper.analysis.runs import load_run  # noqa: E402
 
 MEASURE_LABELS = {"auc": "AUC", "last3_mean": f"mean of last {LAST_VALIDATIONS}", "final": "final"}
+# ||theta_K - theta_0|| of a step's fast passes, logged by SFPO's update: the reposition keeps
+# alpha of it, so it measures an arm's step size (the stepsize grid matches arms by it).
+FAST_DISPLACEMENT = "sfpo/fast_displacement_norm"
 
 
 def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
     """One run's per-validation accuracy (fraction), rollouts and training seconds, and its
-    training seconds in all (verl's `timing_s/step` summed over every step), and how many runs
-    shared the machine with it (its seconds depend on that)."""
+    training seconds in all (verl's `timing_s/step` summed over every step), how many runs
+    shared the machine with it (its seconds depend on that), and for SFPO the median over steps
+    of the fast passes' displacement (None for GRPO, which logs none)."""
     loaded = load_run(run.name, run.metrics, rollouts_per_step)
     accuracy = held_out_accuracy(loaded.metrics)
     elapsed = progress(loaded)
+    displacement = loaded.metrics[FAST_DISPLACEMENT].dropna() if FAST_DISPLACEMENT in loaded.metrics else []
     return {
         "arm": run.arm,
         "seed": run.seed,
@@ -52,6 +57,7 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
         "seconds": [round(float(elapsed.at[step, "seconds"]), 2) for step in accuracy.index],
         "training_seconds": round(float(elapsed["seconds"].iloc[-1]), 2),
         "runs_at_once": json.loads((run.folder / DONE_FILE).read_text()).get("runs_at_once", 1),
+        "fast_displacement": round(float(displacement.median()), 6) if len(displacement) else None,
     }
 
 
@@ -109,6 +115,7 @@ def compare(arm: str, baseline: str, runs: dict[str, list[dict]], budget: int) -
 
 def arm_summary(arm_runs: list[dict]) -> dict:
     curves = [curve_of(run) for run in arm_runs]
+    displacements = [run.get("fast_displacement") for run in arm_runs]
     return {
         "seeds": len(arm_runs),
         "validations": min(len(run["val_acc"]) for run in arm_runs),
@@ -117,6 +124,7 @@ def arm_summary(arm_runs: list[dict]) -> dict:
         "best_acc": _mean_std([max(curve.accuracy) for curve in curves]),
         "training_seconds": _mean_std([run["training_seconds"] for run in arm_runs]),
         "late_change": late_change(curves),
+        "fast_displacement": None if None in displacements else _mean_std(displacements),
     }
 
 
@@ -357,15 +365,18 @@ def _arm_lines(arms: dict) -> list[str]:
         "## Per arm (mean ± std over seeds)",
         "",
         f"| arm | seeds | final acc | mean of last {LAST_VALIDATIONS} | best acc (optimistic: max over {validations} "
-        "validations) | training seconds per run |",
-        "|---|---:|---|---|---|---|",
+        "validations) | training seconds per run | SFPO fast displacement per step (median over steps) |",
+        "|---|---:|---|---|---|---|---|",
     ]
     for arm, entry in arms.items():
+        displacement = "—" if entry["fast_displacement"] is None else _fmt_ms(entry["fast_displacement"], ".4f")
         lines.append(
             f"| {arm} | {entry['seeds']} | {_fmt_ms(entry['final_acc'])} | {_fmt_ms(entry['last3_mean'])} "
-            f"| {_fmt_ms(entry['best_acc'])} | {_fmt_ms(entry['training_seconds'], '.0f')} |"
+            f"| {_fmt_ms(entry['best_acc'])} | {_fmt_ms(entry['training_seconds'], '.0f')} | {displacement} |"
         )
-    return lines
+    return lines + ["", f"The fast displacement is SFPO's `{FAST_DISPLACEMENT}`, ||θ_K − θ_0|| over a step's "
+                    "fast passes; the reposition keeps α of it, so without the slow correction an arm's step is "
+                    "α times it, and with it the slow pass adds its own."]
 
 
 def _fmt_difference(result: dict) -> str:
