@@ -338,6 +338,26 @@ def test_runs_two_at_a_time_overlap_and_give_the_results_of_one_at_a_time(tmp_pa
     assert "each run was the only run of a study on the machine at the time" in md.read_text()
 
 
+def test_a_run_is_done_only_once_its_done_marker_is_whole(tmp_path, monkeypatch):
+    """With two jobs one run reads the finished runs' done.json while the other writes its own: the
+    marker appears by a rename of the whole file, so it is never seen empty or half-written."""
+    import sfpo_verl.atomic_file
+
+    runs, renamed = plan(tmp_path, seeds=(0,)), []
+    real_replace = sfpo_verl.atomic_file.os.replace
+
+    def replace(source, target):
+        if Path(target).name == DONE_FILE:
+            run = next(r for r in runs if r.folder == Path(target).parent)
+            assert not run.done and json.loads(Path(source).read_text())["runs_at_once"] == 2
+            renamed.append(run.name)
+        real_replace(source, target)
+
+    monkeypatch.setattr(sfpo_verl.atomic_file.os, "replace", replace)
+    assert run_all(runs, 6, fake_launch, jobs=2) == {}
+    assert sorted(renamed) == sorted(run.name for run in runs) and all(run.done for run in runs)
+
+
 def test_results_kept_apart_hold_only_metrics_and_done_and_resume_anywhere(tmp_path):
     results, work = tmp_path / "results", tmp_path / "work"
     runs = plan(results, seeds=(0,), work_dir=work)

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from sfpo_verl.atomic_file import atomic_file
 from sfpo_verl.cpu.quickstart.run import arm_overrides, run_arm, say
 from sfpo_verl.cpu.settings import hydra_value, merge_overrides
 from sfpo_verl.cpu.task.build import TaskPaths
@@ -195,7 +196,8 @@ def run_all(runs: list[RunSpec], total_steps: int, launch: Launcher = run_arm, j
             shutil.copyfileobj(plain, packed)
         done = {"seconds": round(time.time() - start, 1), **result, "runs_at_once": jobs,
                 **({"environment": environment} if environment is not None else {})}
-        (run.folder / DONE_FILE).write_text(json.dumps(done))
+        with atomic_file(run.folder / DONE_FILE) as marker:  # the other job reads it: never half-written
+            marker.write(json.dumps(done))
         say(f"[study] {index}/{len(runs)} {run.name}: done")
 
     pool = ThreadPoolExecutor(max_workers=jobs)  # with one worker, the runs one after another
