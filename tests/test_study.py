@@ -298,7 +298,9 @@ def test_the_progress_watcher_stops_a_run_its_start_check_refuses(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     process = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
                                 "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"])
-    time.sleep(1)
+    deadline = time.time() + 60  # a loaded machine may take seconds to start python
+    while not psutil.Process(process.pid).children() and time.time() < deadline:
+        time.sleep(0.1)
     child = psutil.Process(process.pid).children()[0]
     seen = []
     watcher = _ProgressWatcher("grpo", metrics, process.pid, 6, time.time(),
