@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -47,7 +48,7 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
     loaded = load_run(run.name, run.metrics, rollouts_per_step)
     accuracy = held_out_accuracy(loaded.metrics)
     elapsed = progress(loaded)
-    displacement = loaded.metrics[FAST_DISPLACEMENT].dropna() if FAST_DISPLACEMENT in loaded.metrics else []
+    displacement = loaded.metrics.get(FAST_DISPLACEMENT, pd.Series(dtype=float)).dropna()
     return {
         "arm": run.arm,
         "seed": run.seed,
@@ -57,7 +58,7 @@ def read_run(run: RunSpec, rollouts_per_step: int) -> dict:
         "seconds": [round(float(elapsed.at[step, "seconds"]), 2) for step in accuracy.index],
         "training_seconds": round(float(elapsed["seconds"].iloc[-1]), 2),
         "runs_at_once": json.loads((run.folder / DONE_FILE).read_text()).get("runs_at_once", 1),
-        "fast_displacement": round(float(displacement.median()), 6) if len(displacement) else None,
+        "fast_displacement": None if displacement.empty else round(float(displacement.median()), 6),
     }
 
 
@@ -115,7 +116,7 @@ def compare(arm: str, baseline: str, runs: dict[str, list[dict]], budget: int) -
 
 def arm_summary(arm_runs: list[dict]) -> dict:
     curves = [curve_of(run) for run in arm_runs]
-    displacements = [run.get("fast_displacement") for run in arm_runs]
+    displacements = [run["fast_displacement"] for run in arm_runs]
     return {
         "seeds": len(arm_runs),
         "validations": min(len(run["val_acc"]) for run in arm_runs),
